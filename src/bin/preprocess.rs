@@ -1,0 +1,58 @@
+//! `preprocess`: SageMaker processing step. Raw CSV to train/validation/test splits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sagestep::contract::MlRoot;
+use sagestep::contract::failure::{self, Channel};
+use sagestep::features::Ratios;
+use sagestep::preprocess::{self, Config};
+
+/// Split raw tabular data for XGBoost and fit the feature transform on the training rows.
+///
+/// Reads `/opt/ml/processing/input` (or `--input-data`), writes
+/// `/opt/ml/processing/{train,validation,test_set_1,test_set_2}/` and
+/// `/opt/ml/processing/artifacts/preprocessing.json`. The `/opt/ml` root is `SAGESTEP_ML_ROOT`.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Input file or directory: a path, `file:///...` or `s3://bucket/prefix`
+    /// [default: <ml root>/processing/input]
+    #[arg(long, env = "SAGESTEP_INPUT_DATA")]
+    input_data: Option<String>,
+    /// Directory that receives the split and artifact directories [default: <ml root>/processing]
+    #[arg(long, env = "SAGESTEP_OUTPUT_DIR")]
+    output_dir: Option<PathBuf>,
+    /// Schema JSON (label, numeric, categorical, ignored columns, missing markers)
+    /// [default: Auto MPG's]
+    #[arg(long, env = "SAGESTEP_SCHEMA")]
+    schema: Option<PathBuf>,
+    /// Seed of the shuffle before splitting
+    #[arg(long, env = "SAGESTEP_SEED", default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = Ratios::default().train)]
+    train_ratio: f64,
+    #[arg(long, default_value_t = Ratios::default().validation)]
+    validation_ratio: f64,
+    #[arg(long, default_value_t = Ratios::default().test)]
+    test_ratio: f64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    sagestep::logging::init();
+    let ml = MlRoot::from_env();
+    let defaults = Config::sagemaker_defaults(&ml);
+    let config = Config {
+        input: args.input_data.unwrap_or(defaults.input),
+        output_dir: args.output_dir.unwrap_or(defaults.output_dir),
+        schema: args.schema,
+        seed: args.seed,
+        ratios: Ratios { train: args.train_ratio, validation: args.validation_ratio, test: args.test_ratio },
+    };
+    match preprocess::run(&config) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => failure::report(&ml, Channel::Processing, &err),
+    }
+}

@@ -1,0 +1,129 @@
+//! SageMaker's container contracts: the `/opt/ml` layout, its config files, the failure
+//! channels and the environment variables, each named once here.
+//!
+//! Every path hangs off one root, `/opt/ml` on SageMaker, overridable with `SAGESTEP_ML_ROOT`
+//! so that each step also runs as a plain local process against a temporary directory.
+
+pub mod env;
+pub mod failure;
+
+use std::path::{Path, PathBuf};
+
+/// The `/opt/ml` tree of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MlRoot {
+    root: PathBuf,
+}
+
+impl MlRoot {
+    /// SageMaker's fixed root.
+    pub const DEFAULT: &'static str = "/opt/ml";
+
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root from `SAGESTEP_ML_ROOT`, else `/opt/ml`.
+    pub fn from_env() -> Self {
+        match std::env::var_os(env::SAGESTEP_ML_ROOT) {
+            Some(root) if !root.is_empty() => Self::new(root),
+            _ => Self::new(Self::DEFAULT),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    // --- Processing jobs -------------------------------------------------------------------
+
+    /// Every ProcessingInput and ProcessingOutput `LocalPath` lies under this directory.
+    pub fn processing_dir(&self) -> PathBuf {
+        self.root.join("processing")
+    }
+
+    /// Where a ProcessingInput of the given name is conventionally placed.
+    pub fn processing_path(&self, name: &str) -> PathBuf {
+        self.processing_dir().join(name)
+    }
+
+    /// `/opt/ml/config/processingjobconfig.json`: the processing request, echoed.
+    pub fn processing_job_config(&self) -> PathBuf {
+        self.root.join("config").join("processingjobconfig.json")
+    }
+
+    // --- Training jobs ---------------------------------------------------------------------
+
+    pub fn input_config_dir(&self) -> PathBuf {
+        self.root.join("input").join("config")
+    }
+
+    pub fn hyperparameters(&self) -> PathBuf {
+        self.input_config_dir().join("hyperparameters.json")
+    }
+
+    pub fn input_data_config(&self) -> PathBuf {
+        self.input_config_dir().join("inputdataconfig.json")
+    }
+
+    pub fn resource_config(&self) -> PathBuf {
+        self.input_config_dir().join("resourceconfig.json")
+    }
+
+    pub fn checkpoint_config(&self) -> PathBuf {
+        self.input_config_dir().join("checkpointconfig.json")
+    }
+
+    /// `/opt/ml/input/data/<channel>/` in File and FastFile modes.
+    pub fn channel_dir(&self, channel: &str) -> PathBuf {
+        self.root.join("input").join("data").join(channel)
+    }
+
+    /// `/opt/ml/model/`: packed into `model.tar.gz` after training, unpacked here for serving.
+    pub fn model_dir(&self) -> PathBuf {
+        self.root.join("model")
+    }
+
+    /// `/opt/ml/output/data/`: packed into `output.tar.gz`.
+    pub fn output_data_dir(&self) -> PathBuf {
+        self.root.join("output").join("data")
+    }
+
+    /// `/opt/ml/checkpoints/`: the default checkpoint `LocalPath`.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    // --- Failure channels ------------------------------------------------------------------
+
+    /// A training job's `FailureReason` (first 1024 characters).
+    pub fn training_failure_file(&self) -> PathBuf {
+        self.root.join("output").join("failure")
+    }
+
+    /// A processing job's `ExitMessage` (first 1 KB, UTF-8).
+    pub fn processing_message_file(&self) -> PathBuf {
+        self.root.join("output").join("message")
+    }
+}
+
+impl Default for MlRoot {
+    fn default() -> Self {
+        Self::from_env()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_hang_off_the_root() {
+        let ml = MlRoot::new("/tmp/x");
+        assert_eq!(ml.processing_path("input"), Path::new("/tmp/x/processing/input"));
+        assert_eq!(ml.hyperparameters(), Path::new("/tmp/x/input/config/hyperparameters.json"));
+        assert_eq!(ml.channel_dir("train"), Path::new("/tmp/x/input/data/train"));
+        assert_eq!(ml.processing_message_file(), Path::new("/tmp/x/output/message"));
+        assert_eq!(ml.training_failure_file(), Path::new("/tmp/x/output/failure"));
+    }
+}

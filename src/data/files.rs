@@ -1,0 +1,137 @@
+//! Input discovery and opening: one file, or every regular file below a directory in sorted
+//! order (as SageMaker lays out an S3 prefix); gzip detected from the bytes, not the name;
+//! a SHA-256 of the stored bytes computed while reading.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use sha2::{Digest, Sha256};
+
+use super::DataError;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const READ_BUFFER: usize = 1 << 20;
+
+/// Every regular file at `path`: the file itself, or every file below the directory,
+/// recursively, sorted by relative path so that the order does not depend on the filesystem.
+pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => DataError::Missing { path: path.to_path_buf() },
+        _ => DataError::io(path, e),
+    })?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    collect_files(path, &mut files)?;
+    if files.is_empty() {
+        return Err(DataError::NoFiles { path: path.to_path_buf() });
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| DataError::io(dir, e))?.path();
+        // metadata() follows links: a link to a file counts as that file.
+        let meta = std::fs::metadata(&path).map_err(|e| DataError::io(&path, e))?;
+        if meta.is_dir() {
+            collect_files(&path, files)?;
+        } else if meta.is_file() {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The SHA-256 and size of a file's stored (possibly compressed) bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Digested {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Hash a file. Callers run this on another core beside the parser: the second read comes
+/// from the page cache.
+pub fn digest(path: &Path) -> Result<Digested, DataError> {
+    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let mut bytes = 0u64;
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DataError::io(path, e)),
+        };
+        hasher.update(&buffer[..n]);
+        bytes += n as u64;
+    }
+    Ok(Digested { sha256: hex(&hasher.finalize()), bytes })
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An opened input: its decompressed text.
+pub struct Opened {
+    pub reader: Box<dyn BufRead + Send>,
+    pub gzip: bool,
+}
+
+/// Open a file for reading, transparently decompressing gzip (detected from the bytes).
+pub fn open(path: &Path) -> Result<Opened, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut buffered = BufReader::with_capacity(READ_BUFFER, file);
+    let head = buffered.fill_buf().map_err(|e| DataError::io(path, e))?;
+    let gzip = head.starts_with(&GZIP_MAGIC);
+    let reader: Box<dyn BufRead + Send> = if gzip {
+        Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(buffered)))
+    } else {
+        Box::new(buffered)
+    };
+    Ok(Opened { reader, gzip })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn lists_sorted_recursively_and_reads_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("b/z.csv"), "1\n").unwrap();
+        std::fs::write(dir.path().join("a.csv"), "2\n").unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"3,4\n").unwrap();
+        std::fs::write(dir.path().join("c.gz"), gz.finish().unwrap()).unwrap();
+
+        let files = list_files(dir.path()).unwrap();
+        let names: Vec<_> = files.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_owned()).collect();
+        assert_eq!(names, [PathBuf::from("a.csv"), "b/z.csv".into(), "c.gz".into()]);
+
+        let mut opened = open(&files[2]).unwrap();
+        let mut text = String::new();
+        opened.reader.read_to_string(&mut text).unwrap();
+        assert!(opened.gzip);
+        assert_eq!(text, "3,4\n");
+        assert_eq!(digest(&files[2]).unwrap().sha256.len(), 64);
+    }
+
+    #[test]
+    fn missing_and_empty_inputs_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = list_files(&dir.path().join("nope")).unwrap_err();
+        assert!(matches!(err, DataError::Missing { .. }), "{err}");
+        let err = list_files(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("holds no files"), "{err}");
+    }
+}

@@ -1,0 +1,49 @@
+//! Reading tabular inputs: files or directories of files, gzip, CSV with any common
+//! delimiter, and whitespace-separated layouts such as UCI's; each record with its line.
+
+pub mod files;
+pub mod records;
+
+use std::path::PathBuf;
+
+/// Where in the input a problem is: file, line (1-based) and, when known, the column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: Option<String>,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, line {}", self.file.display(), self.line)?;
+        if let Some(column) = &self.column {
+            write!(f, ", column `{column}`")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("the input `{}` does not exist", path.display())]
+    Missing { path: PathBuf },
+    #[error("the input `{}` holds no files", path.display())]
+    NoFiles { path: PathBuf },
+    #[error("the input `{}` is empty: no data rows", path.display())]
+    Empty { path: PathBuf },
+    #[error("cannot read `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{at}: {problem}")]
+    Malformed { at: Position, problem: String },
+}
+
+impl DataError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}

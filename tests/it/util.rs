@@ -1,0 +1,102 @@
+//! Shared helpers: temporary `/opt/ml` trees, running the step binaries and images.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn auto_mpg() -> PathBuf {
+    repo().join("data/auto-mpg.data")
+}
+
+/// A temporary SageMaker root: `<tmp>/` plays `/opt/ml`.
+pub struct MlTree {
+    pub dir: tempfile::TempDir,
+}
+
+impl MlTree {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// Every file below the tree, relative, sorted.
+    pub fn files(&self) -> Vec<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, base, out);
+                } else {
+                    out.push(path.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.root(), self.root(), &mut out);
+        out.sort();
+        out
+    }
+
+    /// Run a step binary as a local process with this tree as its `/opt/ml`.
+    pub fn run(&self, binary: &str, args: &[&str]) -> Output {
+        Command::new(binary)
+            .args(args)
+            .env("SAGESTEP_ML_ROOT", self.root())
+            .env_remove("SAGESTEP_LOG_FORMAT")
+            .output()
+            .expect("run the step binary")
+    }
+
+    /// Run a step image with this tree mounted as `/opt/ml`.
+    pub fn docker_run(&self, image: &str, args: &[&str]) -> Output {
+        let mount = format!("{}:/opt/ml", self.root().display());
+        Command::new("docker")
+            .args(["run", "--rm", "--network", "none", "-v", &mount, image])
+            .args(args)
+            .output()
+            .expect("run docker")
+    }
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Assert success, showing the step's log otherwise.
+pub fn assert_success(output: &Output) {
+    assert!(output.status.success(), "exit {:?}\n{}", output.status.code(), stderr(output));
+}
+
+/// The image must have been built from the binary under test.
+pub fn require_image(image: &str) {
+    let status = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .output()
+        .expect("docker is installed and running");
+    assert!(
+        status.status.success(),
+        "image {image} is missing: run docker/build-images.sh first ({})",
+        stderr(&status)
+    );
+}
