@@ -7,5 +7,6 @@ pub mod contract;
 pub mod data;
 pub mod features;
 pub mod logging;
+pub mod model;
 pub mod preprocess;
 pub mod storage;

@@ -1,5 +1,6 @@
 //! Integration tests: the real binaries against temporary `/opt/ml` trees, and the real
 //! images under Docker (build them first: `docker/build-images.sh`, as `scripts/test` does).
 
+mod model;
 mod preprocess;
 mod util;

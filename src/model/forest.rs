@@ -1,0 +1,470 @@
+//! One in-memory forest, whatever format it came from, and prediction exactly as XGBoost
+//! computes it: f32 accumulation in XGBoost's order, strict `<` splits, missing values by
+//! `default_left`, categorical splits, DART weights, and each objective's transform.
+
+use std::ops::Range;
+
+/// A leaf or a split. A leaf has `left < 0`; its value is in `value`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Node {
+    /// Split threshold, or the leaf value (eta already applied, as XGBoost stores it).
+    pub value: f32,
+    pub left: i32,
+    pub right: i32,
+    /// Feature index in the low 30 bits; bit 31 = default left; bit 30 = categorical split.
+    packed: u32,
+}
+
+const DEFAULT_LEFT: u32 = 1 << 31;
+const CATEGORICAL: u32 = 1 << 30;
+const FEATURE_MASK: u32 = CATEGORICAL - 1;
+/// Largest feature index a node can hold.
+pub const MAX_FEATURE: u32 = FEATURE_MASK;
+
+impl Node {
+    pub fn leaf(value: f32) -> Self {
+        Self { value, left: -1, right: -1, packed: 0 }
+    }
+
+    pub fn split(feature: u32, threshold: f32, left: i32, right: i32, default_left: bool, categorical: bool) -> Self {
+        debug_assert!(feature <= MAX_FEATURE);
+        let mut packed = feature & FEATURE_MASK;
+        if default_left {
+            packed |= DEFAULT_LEFT;
+        }
+        if categorical {
+            packed |= CATEGORICAL;
+        }
+        Self { value: threshold, left, right, packed }
+    }
+
+    pub fn is_leaf(&self) -> bool {
+        self.left < 0
+    }
+
+    pub fn feature(&self) -> usize {
+        (self.packed & FEATURE_MASK) as usize
+    }
+
+    pub fn default_left(&self) -> bool {
+        self.packed & DEFAULT_LEFT != 0
+    }
+
+    pub fn is_categorical(&self) -> bool {
+        self.packed & CATEGORICAL != 0
+    }
+}
+
+/// A regression tree. Categorical splits keep their category lists aside.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+    /// Per-node statistics XGBoost stores (needed to write models back); may be empty.
+    pub stats: Vec<NodeStats>,
+    /// `(node, categories)` for each categorical split, sorted by node.
+    pub categories: Vec<(u32, Vec<u32>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct NodeStats {
+    pub loss_change: f32,
+    pub sum_hessian: f32,
+    pub base_weight: f32,
+}
+
+impl Tree {
+    /// Check that the nodes form a tree reachable from the root without cycles, so that
+    /// prediction always terminates and never indexes out of bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.nodes.len();
+        if n == 0 {
+            return Err("a tree has no nodes".into());
+        }
+        let mut seen = vec![false; n];
+        let mut stack = vec![0usize];
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(format!("node {i} is reached twice: not a tree"));
+            }
+            let node = &self.nodes[i];
+            if node.is_leaf() {
+                continue;
+            }
+            for child in [node.left, node.right] {
+                let c = usize::try_from(child).ok().filter(|&c| c < n);
+                stack.push(c.ok_or_else(|| format!("node {i} has child {child}, outside 0..{n}"))?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The leaf value reached by `row` (missing = NaN or beyond the row's end).
+    #[inline]
+    pub fn leaf_value(&self, row: &[f32]) -> f32 {
+        let mut i = 0usize;
+        loop {
+            // Validated at load: indices are in bounds.
+            let node = self.nodes[i];
+            if node.left < 0 {
+                return node.value;
+            }
+            let v = row.get(node.feature()).copied().unwrap_or(f32::NAN);
+            let go_left = if v.is_nan() {
+                node.default_left()
+            } else if node.is_categorical() {
+                !self.in_category(i as u32, v)
+            } else {
+                v < node.value
+            };
+            i = if go_left { node.left as usize } else { node.right as usize };
+        }
+    }
+
+    /// XGBoost's `Decision`: listed categories go right; negative, fractional parts dropped.
+    fn in_category(&self, node: u32, v: f32) -> bool {
+        if !(0.0..16_777_216.0).contains(&v) {
+            return false;
+        }
+        let category = v as u32;
+        match self.categories.binary_search_by_key(&node, |(n, _)| *n) {
+            Ok(k) => self.categories[k].1.binary_search(&category).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// How predictions are turned from margins into outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Objective {
+    /// Margin is the output: `reg:squarederror`, `reg:linear`, `reg:absoluteerror`,
+    /// `reg:pseudohubererror`, `reg:squaredlogerror`, `reg:quantileerror`, `binary:logitraw`,
+    /// `rank:*`.
+    Identity(String),
+    /// `reg:logistic`, `binary:logistic`.
+    Logistic(String),
+    /// `binary:hinge`: 1 when the margin is positive.
+    Hinge,
+    /// `count:poisson`, `reg:gamma`, `reg:tweedie`, `survival:cox`, `survival:aft`.
+    Exp(String),
+    /// `multi:softprob`: one probability per class.
+    SoftProb,
+    /// `multi:softmax`: the index of the largest margin.
+    SoftMax,
+}
+
+impl Objective {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Ok(match name {
+            "reg:squarederror"
+            | "reg:linear"
+            | "reg:absoluteerror"
+            | "reg:pseudohubererror"
+            | "reg:squaredlogerror"
+            | "reg:quantileerror"
+            | "binary:logitraw"
+            | "rank:pairwise"
+            | "rank:ndcg"
+            | "rank:map" => Self::Identity(name.to_string()),
+            "reg:logistic" | "binary:logistic" => Self::Logistic(name.to_string()),
+            "binary:hinge" => Self::Hinge,
+            "count:poisson" | "reg:gamma" | "reg:tweedie" | "survival:cox" | "survival:aft" => {
+                Self::Exp(name.to_string())
+            }
+            "multi:softprob" => Self::SoftProb,
+            "multi:softmax" => Self::SoftMax,
+            other => return Err(format!("objective `{other}` is not supported")),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Identity(n) | Self::Logistic(n) | Self::Exp(n) => n,
+            Self::Hinge => "binary:hinge",
+            Self::SoftProb => "multi:softprob",
+            Self::SoftMax => "multi:softmax",
+        }
+    }
+
+    pub fn is_multiclass(&self) -> bool {
+        matches!(self, Self::SoftProb | Self::SoftMax)
+    }
+
+    /// Is this a classification objective (evaluated with classification metrics)?
+    pub fn is_classification(&self) -> bool {
+        matches!(self, Self::SoftProb | Self::SoftMax | Self::Hinge)
+            || matches!(self, Self::Logistic(n) if n == "binary:logistic")
+            || matches!(self, Self::Identity(n) if n == "binary:logitraw")
+    }
+
+    /// XGBoost's `ProbToMargin` of a stored `base_score`, in f32.
+    pub fn prob_to_margin(&self, base_score: f32) -> f32 {
+        match self {
+            Self::Logistic(_) => -(1.0f32 / base_score - 1.0f32).ln(),
+            Self::Exp(_) => base_score.ln(),
+            _ => base_score,
+        }
+    }
+}
+
+/// Which XGBoost computed the model: decides the few places where releases differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// The forest, and what prediction needs to know about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forest {
+    pub objective: Objective,
+    pub num_feature: usize,
+    /// Outputs per row: the number of classes for `multi:*`, else 1.
+    pub num_groups: usize,
+    /// `base_score` as stored (probability space), one per group.
+    pub base_score: Vec<f32>,
+    pub trees: Vec<Tree>,
+    /// The output group of each tree.
+    pub tree_group: Vec<u32>,
+    /// DART's per-tree weights.
+    pub tree_weights: Option<Vec<f32>>,
+    /// Trees of each boosting round: round `i` is `round_bounds[i]..round_bounds[i + 1]`.
+    pub round_bounds: Vec<usize>,
+    pub num_parallel_tree: usize,
+    /// What early stopping recorded (`best_iteration` attribute), if anything.
+    pub best_iteration: Option<usize>,
+    /// `best_ntree_limit` (1.x): the number of trees SageMaker's server predicts with.
+    pub best_ntree_limit: Option<usize>,
+    pub feature_names: Vec<String>,
+    pub feature_types: Vec<String>,
+    /// The XGBoost release that wrote the model, when the model says.
+    pub version: Option<Version>,
+    /// Other string attributes, kept to be written back.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Forest {
+    /// Number of boosting rounds.
+    pub fn rounds(&self) -> usize {
+        self.round_bounds.len().saturating_sub(1)
+    }
+
+    /// The margin that prediction starts from, one per group, as XGBoost derives it at load.
+    pub fn base_margin(&self) -> Vec<f32> {
+        self.base_score
+            .iter()
+            .map(|&b| {
+                // Before 1.0 the binary stored a margin: XGBoost transforms it to probability
+                // space at load and back again, so do the same for the same f32.
+                let b = match self.version {
+                    Some(v) if v.0 == 0 && !self.objective.is_multiclass() => self.transform_scalar(b),
+                    _ => b,
+                };
+                self.objective.prob_to_margin(b)
+            })
+            .collect()
+    }
+
+    fn transform_scalar(&self, margin: f32) -> f32 {
+        let mut one = [margin];
+        self.transform(&mut one, &mut Vec::new());
+        one[0]
+    }
+
+    /// Sum the trees in `trees` (a range of tree indices) into `margins` (`rows x groups`),
+    /// which starts as zeros. Each row follows XGBoost's accumulation order exactly.
+    pub fn predict_margin(&self, rows: &Matrix<'_>, trees: Range<usize>, margins: &mut [f32]) {
+        let groups = self.num_groups;
+        debug_assert_eq!(margins.len(), rows.rows() * groups);
+        let base = self.base_margin();
+        // 1.2 and older sum the trees from zero and add the base last; later releases start
+        // from the base and add each tree in turn. The last ulp depends on it.
+        let base_first = self.version.is_none_or(|v| v >= Version(1, 3, 0));
+        const BLOCK: usize = 64;
+        let mut sums = vec![0.0f32; BLOCK * groups];
+        for block_start in (0..rows.rows()).step_by(BLOCK) {
+            let block = block_start..(block_start + BLOCK).min(rows.rows());
+            let out = &mut sums[..block.len() * groups];
+            for chunk in out.chunks_mut(groups) {
+                if base_first {
+                    chunk.copy_from_slice(&base);
+                } else {
+                    chunk.fill(0.0);
+                }
+            }
+            for t in trees.clone() {
+                let tree = &self.trees[t];
+                let group = self.tree_group[t] as usize;
+                let weight = self.tree_weights.as_ref().map(|w| w[t]);
+                for (r, row) in block.clone().enumerate() {
+                    let leaf = tree.leaf_value(rows.row(row));
+                    out[r * groups + group] += match weight {
+                        Some(w) => w * leaf,
+                        None => leaf,
+                    };
+                }
+            }
+            let target = &mut margins[block.start * groups..block.end * groups];
+            if base_first {
+                target.copy_from_slice(out);
+            } else {
+                for (t, (s, g)) in target.iter_mut().zip(out.iter().zip(base.iter().cycle())) {
+                    *t = g + s;
+                }
+            }
+        }
+    }
+
+    /// Turn margins into predictions in place: `rows x groups` for `multi:softprob`, else one
+    /// per row (`multi:softmax` shrinks `rows x groups` to `rows`).
+    pub fn transform(&self, margins: &mut [f32], out: &mut Vec<f32>) {
+        let new_sigmoid = self.version.is_none_or(|v| v >= Version(2, 0, 0));
+        out.clear();
+        match &self.objective {
+            Objective::Identity(_) => out.extend_from_slice(margins),
+            Objective::Logistic(_) => out.extend(margins.iter().map(|&m| sigmoid(m, new_sigmoid))),
+            Objective::Hinge => out.extend(margins.iter().map(|&m| if m > 0.0 { 1.0 } else { 0.0 })),
+            Objective::Exp(_) => out.extend(margins.iter().map(|&m| m.exp())),
+            Objective::SoftProb => {
+                for row in margins.chunks_mut(self.num_groups) {
+                    softmax(row);
+                    out.extend_from_slice(row);
+                }
+            }
+            Objective::SoftMax => {
+                for row in margins.chunks(self.num_groups) {
+                    // The first of equal maxima, as XGBoost's argmax.
+                    let mut best = 0;
+                    for (k, &v) in row.iter().enumerate() {
+                        if v > row[best] {
+                            best = k;
+                        }
+                    }
+                    out.push(best as f32);
+                }
+            }
+        }
+    }
+
+    /// Outputs per row after the transform.
+    pub fn outputs_per_row(&self) -> usize {
+        match self.objective {
+            Objective::SoftMax => 1,
+            _ => self.num_groups,
+        }
+    }
+
+    /// The tree range to predict with: all trees, or the first `limit` rounds.
+    pub fn tree_range(&self, limit: TreeLimit) -> Range<usize> {
+        let rounds = match limit {
+            TreeLimit::All => return 0..self.trees.len(),
+            TreeLimit::Rounds(r) => r,
+            TreeLimit::SageMaker => match self.best_ntree_limit {
+                // best_ntree_limit counts trees per class: (best_iteration + 1) * parallel trees.
+                Some(n) if n > 0 => n.div_ceil(self.num_parallel_tree.max(1)),
+                _ => return 0..self.trees.len(),
+            },
+        };
+        let r = rounds.min(self.rounds());
+        0..self.round_bounds.get(r).copied().unwrap_or(self.trees.len())
+    }
+
+    /// Predictions for every row: `rows x outputs_per_row`.
+    pub fn predict(&self, rows: &Matrix<'_>, limit: TreeLimit) -> Vec<f32> {
+        let mut margins = self.margins(rows, limit);
+        let mut out = Vec::with_capacity(margins.len());
+        self.transform(&mut margins, &mut out);
+        out
+    }
+
+    /// Raw margins for every row: `rows x groups`. Splits large batches over every core.
+    pub fn margins(&self, rows: &Matrix<'_>, limit: TreeLimit) -> Vec<f32> {
+        let trees = self.tree_range(limit);
+        let groups = self.num_groups;
+        let mut margins = vec![0.0f32; rows.rows() * groups];
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let work = rows.rows() * trees.len();
+        if threads > 1 && rows.rows() >= 2 * 64 && work >= 200_000 {
+            let per_thread = rows.rows().div_ceil(threads).next_multiple_of(64);
+            std::thread::scope(|scope| {
+                for (i, chunk) in margins.chunks_mut(per_thread * groups).enumerate() {
+                    let part = rows.slice(i * per_thread, chunk.len() / groups);
+                    let trees = trees.clone();
+                    scope.spawn(move || self.predict_margin(&part, trees, chunk));
+                }
+            });
+        } else {
+            self.predict_margin(rows, trees, &mut margins);
+        }
+        margins
+    }
+}
+
+/// How many trees to predict with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeLimit {
+    /// Every tree, as `Booster.predict()` does by default.
+    All,
+    /// The first n boosting rounds.
+    Rounds(usize),
+    /// As SageMaker's XGBoost server: `best_ntree_limit` when the model carries one.
+    SageMaker,
+}
+
+/// `XGBoost`'s sigmoid in f32: 2.0 clamps the exponent (and adds an epsilon that cannot change
+/// an f32 sum of at least 1).
+fn sigmoid(x: f32, clamped: bool) -> f32 {
+    if clamped {
+        let e = (-x).min(88.7f32).exp();
+        1.0f32 / (e + 1.0f32)
+    } else {
+        1.0f32 / (1.0f32 + (-x).exp())
+    }
+}
+
+/// XGBoost's `common::Softmax`: f32 exponentials summed in double.
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(row[0], f32::max);
+    let mut sum = 0.0f64;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let sum = sum as f32;
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Dense rows of f32 features, NaN for missing. Rows may be shorter than the model's
+/// feature count (the rest is missing).
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    data: &'a [f32],
+    cols: usize,
+}
+
+impl<'a> Matrix<'a> {
+    pub fn new(data: &'a [f32], cols: usize) -> Self {
+        assert!(cols > 0 && data.len().is_multiple_of(cols), "data is rows x cols");
+        Self { data, cols }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.data.len() / self.cols
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    fn slice(&self, first_row: usize, rows: usize) -> Matrix<'a> {
+        Matrix { data: &self.data[first_row * self.cols..(first_row + rows) * self.cols], cols: self.cols }
+    }
+}
