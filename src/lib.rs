@@ -5,8 +5,10 @@
 
 pub mod contract;
 pub mod data;
+pub mod evaluate;
 pub mod features;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod preprocess;
 pub mod storage;

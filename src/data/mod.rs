@@ -2,6 +2,7 @@
 //! delimiter, and whitespace-separated layouts such as UCI's; each record with its line.
 
 pub mod files;
+pub mod labelled;
 pub mod records;
 
 use std::path::PathBuf;

@@ -1,0 +1,249 @@
+//! Label-first numeric data, as SageMaker's XGBoost reads it: CSV (no header, label in the
+//! first column, an empty field is missing) or libsvm (`label[:weight] index:value ...`, an
+//! absent index is missing, indices used as given). A file or every file below a directory.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use super::files;
+use super::{DataError, Position};
+
+/// How the rows are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum ContentType {
+    #[default]
+    #[serde(rename = "text/csv")]
+    Csv,
+    #[serde(rename = "text/libsvm")]
+    Libsvm,
+}
+
+impl ContentType {
+    /// SageMaker's names, lowercased, parameters (`; label_size=1`) ignored.
+    pub fn parse(text: &str) -> Option<Self> {
+        let base = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match base.as_str() {
+            "csv" | "text/csv" => Some(Self::Csv),
+            "libsvm" | "text/libsvm" | "text/x-libsvm" => Some(Self::Libsvm),
+            _ => None,
+        }
+    }
+
+    /// A libsvm line has `index:value` pairs after the label.
+    fn sniff(line: &str) -> Self {
+        let mut tokens = line.split_ascii_whitespace();
+        tokens.next();
+        if tokens.next().is_some_and(|t| t.contains(':')) { Self::Libsvm } else { Self::Csv }
+    }
+}
+
+/// Labels and a dense feature matrix (`rows x cols`, NaN = missing).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Labelled {
+    pub labels: Vec<f32>,
+    /// libsvm `label:weight`, or the second CSV column when asked.
+    pub weights: Option<Vec<f32>>,
+    pub features: Vec<f32>,
+    pub cols: usize,
+    pub files: Vec<PathBuf>,
+    /// What the rows were read as (given, or sniffed from the first line).
+    pub content_type: ContentType,
+}
+
+impl Labelled {
+    pub fn rows(&self) -> usize {
+        self.labels.len()
+    }
+}
+
+/// Every regular file at `path`, refusing hidden files (a leftover temporary file must never
+/// be read as data silently).
+pub fn data_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let files = files::list_files(path)?;
+    if let Some(hidden) = files.iter().find(|f| {
+        f.strip_prefix(path).unwrap_or(f).components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    }) {
+        return Err(DataError::Malformed {
+            at: Position { file: hidden.clone(), line: 0, column: None },
+            problem: "hidden files are not allowed in a data channel; remove it".into(),
+        });
+    }
+    Ok(files)
+}
+
+/// Read label-first rows. With `csv_weights`, a CSV's second column is the row weight.
+pub fn read(path: &Path, content_type: Option<ContentType>, csv_weights: bool) -> Result<Labelled, DataError> {
+    let files = data_files(path)?;
+    let mut out = Labelled::default();
+    let mut sparse: Vec<Vec<(usize, f32)>> = Vec::new();
+    let mut kind = content_type;
+    for file in &files {
+        let mut reader = files::open(file)?.reader;
+        let mut line = String::new();
+        let mut line_no = 0u64;
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line).map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => DataError::Malformed {
+                    at: Position { file: file.clone(), line: line_no + 1, column: None },
+                    problem: "the line is not UTF-8 text".into(),
+                },
+                _ => DataError::io(file, e),
+            })?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let text = line.trim_end_matches(['\n', '\r']);
+            if text.trim().is_empty() {
+                continue;
+            }
+            let at = |column: Option<String>| Position { file: file.clone(), line: line_no, column };
+            match *kind.get_or_insert_with(|| ContentType::sniff(text)) {
+                ContentType::Csv => csv_row(text, csv_weights, &mut out, &at)?,
+                ContentType::Libsvm => sparse.push(libsvm_row(text, &mut out, &at)?),
+            }
+        }
+    }
+    if out.labels.is_empty() {
+        return Err(DataError::Empty { path: path.to_path_buf() });
+    }
+    if kind == Some(ContentType::Libsvm) {
+        out.cols = sparse.iter().flat_map(|r| r.iter().map(|(i, _)| i + 1)).max().unwrap_or(0).max(1);
+        out.features = vec![f32::NAN; out.labels.len() * out.cols];
+        for (r, row) in sparse.iter().enumerate() {
+            for &(i, v) in row {
+                out.features[r * out.cols + i] = v;
+            }
+        }
+    }
+    out.files = files;
+    out.content_type = kind.unwrap_or_default();
+    Ok(out)
+}
+
+fn parse_value(field: &str) -> Option<f32> {
+    let field = field.trim();
+    if field.is_empty() { Some(f32::NAN) } else { field.parse::<f32>().ok() }
+}
+
+fn csv_row(
+    text: &str,
+    csv_weights: bool,
+    out: &mut Labelled,
+    at: &dyn Fn(Option<String>) -> Position,
+) -> Result<(), DataError> {
+    let delimiter = [',', '\t', ';', '|'].into_iter().find(|d| text.contains(*d)).unwrap_or(',');
+    let mut fields = text.split(delimiter);
+    let label_text = fields.next().unwrap_or("");
+    let label = parse_value(label_text).filter(|l| l.is_finite()).ok_or_else(|| DataError::Malformed {
+        at: at(Some("1 (label)".into())),
+        problem: format!("the label `{}` is not a finite number", label_text.trim()),
+    })?;
+    if csv_weights {
+        let w = fields.next().unwrap_or("");
+        let weight = parse_value(w).filter(|w| w.is_finite() && *w >= 0.0).ok_or_else(|| DataError::Malformed {
+            at: at(Some("2 (weight)".into())),
+            problem: format!("the weight `{}` is not a non-negative number", w.trim()),
+        })?;
+        out.weights.get_or_insert_with(Vec::new).push(weight);
+    }
+    let first = usize::from(csv_weights) + 2;
+    let before = out.features.len();
+    for (i, field) in fields.enumerate() {
+        let value = parse_value(field).ok_or_else(|| DataError::Malformed {
+            at: at(Some((first + i).to_string())),
+            problem: format!("`{}` is not a number (an empty field is a missing value)", field.trim()),
+        })?;
+        out.features.push(value);
+    }
+    let width = out.features.len() - before;
+    if out.labels.is_empty() {
+        out.cols = width;
+    } else if width != out.cols {
+        return Err(DataError::Malformed {
+            at: at(None),
+            problem: format!("{width} feature columns; the rows before have {}", out.cols),
+        });
+    }
+    if width == 0 {
+        return Err(DataError::Malformed { at: at(None), problem: "a row has a label but no features".into() });
+    }
+    out.labels.push(label);
+    Ok(())
+}
+
+fn libsvm_row(
+    text: &str,
+    out: &mut Labelled,
+    at: &dyn Fn(Option<String>) -> Position,
+) -> Result<Vec<(usize, f32)>, DataError> {
+    let mut tokens = text.split_ascii_whitespace();
+    let head = tokens.next().unwrap_or("");
+    let (label_text, weight_text) = head.split_once(':').map_or((head, None), |(l, w)| (l, Some(w)));
+    let label = label_text.parse::<f32>().ok().filter(|l| l.is_finite()).ok_or_else(|| DataError::Malformed {
+        at: at(Some("label".into())),
+        problem: format!("the label `{label_text}` is not a finite number"),
+    })?;
+    if let Some(w) = weight_text {
+        let weight = w.parse::<f32>().ok().filter(|w| w.is_finite() && *w >= 0.0).ok_or_else(|| {
+            DataError::Malformed { at: at(Some("weight".into())), problem: format!("the weight `{w}` is not a non-negative number") }
+        })?;
+        let rows_before = out.labels.len();
+        out.weights.get_or_insert_with(|| vec![1.0; rows_before]).push(weight);
+    } else if let Some(w) = &mut out.weights {
+        w.push(1.0);
+    }
+    let mut row = Vec::new();
+    for token in tokens {
+        if token.starts_with("qid:") {
+            continue;
+        }
+        let parsed = token.split_once(':').and_then(|(i, v)| Some((i.parse::<usize>().ok()?, v.parse::<f32>().ok()?)));
+        let (index, value) = parsed.filter(|(i, _)| *i < (1 << 30)).ok_or_else(|| DataError::Malformed {
+            at: at(None),
+            problem: format!("`{token}` is not `index:value`"),
+        })?;
+        row.push((index, value));
+    }
+    out.labels.push(label);
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_csv_and_libsvm() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("a.csv");
+        std::fs::write(&csv, "1.5,2,,3\n\n0,1,2,3\n").unwrap();
+        let d = read(&csv, None, false).unwrap();
+        assert_eq!(d.labels, [1.5, 0.0]);
+        assert_eq!(d.cols, 3);
+        assert!(d.features[1].is_nan());
+
+        let svm = dir.path().join("b.svm");
+        std::fs::write(&svm, "1 0:1.5 2:3\n0:2 1:4\n").unwrap();
+        let d = read(&svm, None, false).unwrap();
+        assert_eq!(d.cols, 3);
+        assert_eq!(d.weights, Some(vec![1.0, 2.0]));
+        assert!(d.features[1].is_nan() && d.features[4] == 4.0);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("a.csv");
+        std::fs::write(&csv, "1,2,3\n1,2\n").unwrap();
+        let err = read(&csv, None, false).unwrap_err().to_string();
+        assert!(err.contains("a.csv, line 2: 1 feature columns; the rows before have 2"), "{err}");
+        std::fs::write(&csv, "1,2,3\n1,x,3\n").unwrap();
+        let err = read(&csv, None, false).unwrap_err().to_string();
+        assert!(err.contains("line 2, column `2`: `x` is not a number"), "{err}");
+        std::fs::write(dir.path().join(".hidden"), "1,2\n").unwrap();
+        let err = read(dir.path(), None, false).unwrap_err().to_string();
+        assert!(err.contains("hidden files are not allowed"), "{err}");
+    }
+}

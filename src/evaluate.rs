@@ -1,0 +1,191 @@
+//! The evaluate step: a model (`model.tar.gz` or its files) and a labelled test set to
+//! `evaluation.json`, in Model Monitor's layout, with the row count and model facts.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::contract::MlRoot;
+use crate::contract::failure::{Fault, StepError};
+use crate::data::DataError;
+use crate::data::labelled::{self, ContentType};
+use crate::metrics::{self, BinaryMetrics, Bootstrap, MulticlassMetrics, RegressionMetrics};
+use crate::model::{Ensemble, Matrix, ModelError, Objective, TreeLimit};
+
+pub const EVALUATION_FILE: &str = "evaluation.json";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A model file, a `model.tar.gz`, or a directory of either.
+    pub model: PathBuf,
+    /// A file or directory of label-first rows.
+    pub test_data: PathBuf,
+    pub content_type: Option<ContentType>,
+    /// Receives `evaluation.json`.
+    pub output_dir: PathBuf,
+    pub bootstrap: Bootstrap,
+}
+
+impl Config {
+    /// SageMaker processing paths: `processing/model`, `processing/test`, `processing/evaluation`.
+    pub fn sagemaker_defaults(ml: &MlRoot) -> Self {
+        Self {
+            model: ml.processing_path("model"),
+            test_data: ml.processing_path("test"),
+            content_type: None,
+            output_dir: ml.processing_path("evaluation"),
+            bootstrap: Bootstrap::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(
+        "the test data has {given} feature columns but the model expects {expected} (`{}`); \
+         the test set must be label first, then the features the model was trained on",
+        path.display()
+    )]
+    Width { path: PathBuf, given: usize, expected: usize },
+    #[error("label {label} in row {row} is not a class of this {objective} model (expected {expected})")]
+    Label { row: usize, label: f32, objective: String, expected: String },
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StepError for Error {
+    fn fault(&self) -> Fault {
+        match self {
+            Self::Write { .. } => Fault::Internal,
+            _ => Fault::User,
+        }
+    }
+}
+
+/// What the report says of the model.
+#[derive(Debug, Serialize)]
+pub struct ModelFacts {
+    pub files: Vec<String>,
+    pub format: crate::model::Format,
+    pub xgboost_version: Option<String>,
+    pub objective: String,
+    pub trees: usize,
+    pub trees_used: usize,
+    pub num_feature: usize,
+}
+
+/// `evaluation.json`.
+#[derive(Debug, Serialize)]
+pub struct Evaluation {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regression_metrics: Option<RegressionMetrics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binary_classification_metrics: Option<BinaryMetrics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiclass_classification_metrics: Option<MulticlassMetrics>,
+    pub rows: usize,
+    pub model: ModelFacts,
+    pub bootstrap_samples: usize,
+    pub bootstrap_seed: u64,
+}
+
+pub fn run(config: &Config) -> Result<Evaluation, Error> {
+    let ensemble = Ensemble::load(&config.model)?;
+    let data = labelled::read(&config.test_data, config.content_type, false)?;
+    let forest = ensemble.first();
+    let expected = ensemble.num_feature();
+    // libsvm leaves trailing absent columns out; dense CSV must match exactly.
+    let sparse = data.content_type == ContentType::Libsvm;
+    if data.cols > expected || (data.cols < expected && !sparse) {
+        return Err(Error::Width { path: config.test_data.clone(), given: data.cols, expected });
+    }
+    let features = widen(&data.features, data.cols, expected);
+    let rows = Matrix::new(&features, expected.max(1));
+    let predictions = ensemble.predict(&rows, TreeLimit::SageMaker);
+    tracing::info!(rows = data.rows(), members = ensemble.members.len(), "predicted the test set");
+
+    let labels: Vec<f64> = data.labels.iter().map(|&l| f64::from(l)).collect();
+    let outputs: Vec<f64> = predictions.iter().map(|&p| f64::from(p)).collect();
+    let mut evaluation = Evaluation {
+        regression_metrics: None,
+        binary_classification_metrics: None,
+        multiclass_classification_metrics: None,
+        rows: data.rows(),
+        model: ModelFacts {
+            files: ensemble.members.iter().map(|m| m.name.clone()).collect(),
+            format: ensemble.members[0].model.format,
+            xgboost_version: forest.version.map(|v| v.to_string()),
+            objective: forest.objective.name().to_string(),
+            trees: forest.trees.len(),
+            trees_used: forest.tree_range(TreeLimit::SageMaker).len(),
+            num_feature: forest.num_feature,
+        },
+        bootstrap_samples: config.bootstrap.samples,
+        bootstrap_seed: config.bootstrap.seed,
+    };
+    match &forest.objective {
+        Objective::SoftProb | Objective::SoftMax => {
+            check_labels(&data.labels, forest.num_groups, forest.objective.name())?;
+            evaluation.multiclass_classification_metrics =
+                Some(metrics::multiclass(&labels, &outputs, forest.num_groups, config.bootstrap));
+        }
+        objective if objective.is_classification() => {
+            check_labels(&data.labels, 2, objective.name())?;
+            let probabilities: Vec<f64> = match objective {
+                // logitraw predicts margins: the probability is their sigmoid.
+                Objective::Identity(_) => outputs.iter().map(|m| 1.0 / (1.0 + (-m).exp())).collect(),
+                _ => outputs,
+            };
+            evaluation.binary_classification_metrics = Some(metrics::binary(&labels, &probabilities, config.bootstrap));
+        }
+        _ => evaluation.regression_metrics = Some(metrics::regression(&labels, &outputs, config.bootstrap)),
+    }
+    write_report(&config.output_dir.join(EVALUATION_FILE), &evaluation)?;
+    Ok(evaluation)
+}
+
+/// Pad each row with missing values up to the model's width.
+fn widen(features: &[f32], cols: usize, width: usize) -> Vec<f32> {
+    if cols == width {
+        return features.to_vec();
+    }
+    let rows = features.len() / cols.max(1);
+    let mut out = vec![f32::NAN; rows * width];
+    for r in 0..rows {
+        out[r * width..r * width + cols].copy_from_slice(&features[r * cols..(r + 1) * cols]);
+    }
+    out
+}
+
+fn check_labels(labels: &[f32], classes: usize, objective: &str) -> Result<(), Error> {
+    match labels.iter().position(|&l| l.fract() != 0.0 || l < 0.0 || l as usize >= classes) {
+        Some(row) => Err(Error::Label {
+            row: row + 1,
+            label: labels[row],
+            objective: objective.to_string(),
+            expected: format!("an integer from 0 to {}", classes - 1),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn write_report(path: &Path, evaluation: &Evaluation) -> Result<(), Error> {
+    let write_err = |source| Error::Write { path: path.to_path_buf(), source };
+    let dir = path.parent().expect("a report path has a directory");
+    std::fs::create_dir_all(dir).map_err(write_err)?;
+    let mut text = serde_json::to_string_pretty(evaluation).map_err(|e| write_err(std::io::Error::other(e)))?;
+    text.push('\n');
+    let tmp = dir.join(format!(".{EVALUATION_FILE}.partial"));
+    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_err(e)
+    })
+}
