@@ -347,6 +347,8 @@ fn f32_text(f: f32) -> String {
 /// string when every group shares one value, which 1.x and 3.x both read; as a vector only
 /// when it must be.
 pub fn to_document(forest: &Forest) -> Value {
+    let folded = fold_base_margin(forest);
+    let forest = folded.as_ref().unwrap_or(forest);
     let base_score = if forest.base_score.iter().all(|&b| b.to_bits() == forest.base_score[0].to_bits()) {
         f32_text(forest.base_score[0])
     } else {
@@ -402,7 +404,7 @@ pub fn to_document(forest: &Forest) -> Value {
                         ("num_target", s("1")),
                     ]),
                 ),
-                ("objective", objective_document(&forest.objective)),
+                ("objective", objective_document(&forest.objective, num_class)),
             ]),
         ),
         (
@@ -416,12 +418,44 @@ pub fn to_document(forest: &Forest) -> Value {
     ])
 }
 
+/// XGBoost 1.x reads one `base_score` for all outputs (a 3.1+ vector is misread as 0.5).
+/// When the groups' base scores differ, move each group's base margin into the leaves of its
+/// first tree and store the base score whose margin is 0. Bit-exact for every release that
+/// adds the base first: `0 + (leaf + base)` is `base + leaf` in f32, and the rest is unchanged.
+/// `None` when nothing needs folding (or DART weights would make it inexact).
+fn fold_base_margin(forest: &Forest) -> Option<Forest> {
+    let first = forest.base_score.first()?;
+    if forest.base_score.iter().all(|b| b.to_bits() == first.to_bits()) {
+        return None;
+    }
+    let neutral = match forest.objective {
+        Objective::Logistic(_) => 0.5,
+        Objective::Exp(_) => 1.0,
+        _ => 0.0,
+    };
+    let margins = forest.base_margin();
+    let mut out = forest.clone();
+    for (group, margin) in margins.iter().enumerate() {
+        let tree = forest.tree_group.iter().position(|&g| g as usize == group)?;
+        if forest.tree_weights.as_ref().is_some_and(|w| w[tree] != 1.0) {
+            return None;
+        }
+        for node in out.trees[tree].nodes.iter_mut().filter(|n| n.is_leaf()) {
+            node.value += margin;
+        }
+    }
+    out.base_score = vec![neutral; forest.num_groups];
+    Some(out)
+}
+
 /// The objective's configuration with XGBoost's default parameters for it.
-fn objective_document(objective: &Objective) -> Value {
+fn objective_document(objective: &Objective, num_class: usize) -> Value {
     let name = objective.name().to_string();
     let mut fields = vec![("name", s(name.clone()))];
     match name.as_str() {
-        "multi:softprob" | "multi:softmax" => fields.push(("softmax_multiclass_param", obj(vec![]))),
+        "multi:softprob" | "multi:softmax" => {
+            fields.push(("softmax_multiclass_param", obj(vec![("num_class", s(num_class.to_string()))])))
+        }
         "reg:pseudohubererror" => fields.push(("pseudo_huber_param", obj(vec![("huber_slope", s("1"))]))),
         "count:poisson" => fields.push(("poisson_regression_param", obj(vec![("max_delta_step", s("0.7"))]))),
         "reg:tweedie" => fields.push(("tweedie_regression_param", obj(vec![("tweedie_variance_power", s("1.5"))]))),

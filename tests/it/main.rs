@@ -4,4 +4,5 @@
 mod evaluate;
 mod model;
 mod preprocess;
+mod python_interop;
 mod util;
