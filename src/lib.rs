@@ -10,5 +10,6 @@ pub mod features;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod parallel;
 pub mod preprocess;
 pub mod storage;

@@ -218,7 +218,7 @@ fn write_outputs(
 const BLOCK_ROWS: usize = 32 * 1024;
 
 fn write_rows(encoder: &TableEncoder<'_>, rows: &[u32], with_label: bool, out: &mut impl Write) -> std::io::Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::parallel::cores();
     let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); threads];
     for round in rows.chunks(BLOCK_ROWS * threads) {
         std::thread::scope(|scope| {

@@ -186,9 +186,11 @@ fn libsvm_row(
         problem: format!("the label `{label_text}` is not a finite number"),
     })?;
     if let Some(w) = weight_text {
-        let weight = w.parse::<f32>().ok().filter(|w| w.is_finite() && *w >= 0.0).ok_or_else(|| {
-            DataError::Malformed { at: at(Some("weight".into())), problem: format!("the weight `{w}` is not a non-negative number") }
-        })?;
+        let weight =
+            w.parse::<f32>().ok().filter(|w| w.is_finite() && *w >= 0.0).ok_or_else(|| DataError::Malformed {
+                at: at(Some("weight".into())),
+                problem: format!("the weight `{w}` is not a non-negative number"),
+            })?;
         let rows_before = out.labels.len();
         out.weights.get_or_insert_with(|| vec![1.0; rows_before]).push(weight);
     } else if let Some(w) = &mut out.weights {
@@ -200,10 +202,9 @@ fn libsvm_row(
             continue;
         }
         let parsed = token.split_once(':').and_then(|(i, v)| Some((i.parse::<usize>().ok()?, v.parse::<f32>().ok()?)));
-        let (index, value) = parsed.filter(|(i, _)| *i < (1 << 30)).ok_or_else(|| DataError::Malformed {
-            at: at(None),
-            problem: format!("`{token}` is not `index:value`"),
-        })?;
+        let (index, value) = parsed
+            .filter(|(i, _)| *i < (1 << 30))
+            .ok_or_else(|| DataError::Malformed { at: at(None), problem: format!("`{token}` is not `index:value`") })?;
         row.push((index, value));
     }
     out.labels.push(label);

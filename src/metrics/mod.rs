@@ -122,7 +122,8 @@ const LOG_LOSS_EPS: f64 = 1e-15;
 /// Binary metrics from labels in {0, 1} and probabilities of class 1.
 pub fn binary(labels: &[f64], probabilities: &[f64], bootstrap: Bootstrap) -> BinaryMetrics {
     let n = labels.len();
-    let accuracy = |idx: &[usize]| mean(idx.iter().map(|&i| f64::from(u8::from((probabilities[i] > 0.5) == (labels[i] == 1.0)))));
+    let accuracy =
+        |idx: &[usize]| mean(idx.iter().map(|&i| f64::from(u8::from((probabilities[i] > 0.5) == (labels[i] == 1.0)))));
     let log_loss = |idx: &[usize]| {
         mean(idx.iter().map(|&i| {
             let p = probabilities[i].clamp(LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS);

@@ -15,6 +15,9 @@ pub struct Node {
     packed: u32,
 }
 
+/// Rows that walk a tree together in batch prediction.
+pub const LANES: usize = 8;
+
 const DEFAULT_LEFT: u32 = 1 << 31;
 const CATEGORICAL: u32 = 1 << 30;
 const FEATURE_MASK: u32 = CATEGORICAL - 1;
@@ -63,6 +66,8 @@ pub struct Tree {
     pub stats: Vec<NodeStats>,
     /// `(node, categories)` for each categorical split, sorted by node.
     pub categories: Vec<(u32, Vec<u32>)>,
+    /// Levels from the root to the deepest leaf (set by [`Tree::lay_out_breadth_first`]).
+    pub depth: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -98,6 +103,51 @@ impl Tree {
         Ok(())
     }
 
+    /// Renumber the nodes breadth-first so that every split's right child directly follows
+    /// its left child (prediction relies on it). Statistics and category lists follow their
+    /// nodes. Call after [`Tree::validate`].
+    pub fn lay_out_breadth_first(&mut self) {
+        let n = self.nodes.len();
+        let mut order = Vec::with_capacity(n); // new index -> old index
+        order.push(0usize);
+        let mut depth_of = vec![0usize; n];
+        let mut new_index = vec![0u32; n];
+        let mut next = 0;
+        while next < order.len() {
+            let old = order[next];
+            let node = self.nodes[old];
+            if !node.is_leaf() {
+                new_index[node.left as usize] = order.len() as u32;
+                order.push(node.left as usize);
+                new_index[node.right as usize] = order.len() as u32;
+                order.push(node.right as usize);
+                depth_of[node.left as usize] = depth_of[old] + 1;
+                depth_of[node.right as usize] = depth_of[old] + 1;
+            }
+            next += 1;
+        }
+        let nodes: Vec<Node> = order
+            .iter()
+            .map(|&old| {
+                let mut node = self.nodes[old];
+                if !node.is_leaf() {
+                    node.left = new_index[node.left as usize] as i32;
+                    node.right = node.left + 1;
+                }
+                node
+            })
+            .collect();
+        if self.stats.len() == n {
+            self.stats = order.iter().map(|&old| self.stats[old]).collect();
+        }
+        for (node, _) in &mut self.categories {
+            *node = new_index[*node as usize];
+        }
+        self.categories.sort_by_key(|(node, _)| *node);
+        self.nodes = nodes;
+        self.depth = depth_of.into_iter().max().unwrap_or(0);
+    }
+
     /// The leaf value reached by `row` (missing = NaN or beyond the row's end).
     #[inline]
     pub fn leaf_value(&self, row: &[f32]) -> f32 {
@@ -109,15 +159,36 @@ impl Tree {
                 return node.value;
             }
             let v = row.get(node.feature()).copied().unwrap_or(f32::NAN);
-            let go_left = if v.is_nan() {
-                node.default_left()
-            } else if node.is_categorical() {
-                !self.in_category(i as u32, v)
+            let go_left = if node.is_categorical() {
+                if v.is_nan() { node.default_left() } else { !self.in_category(i as u32, v) }
             } else {
-                v < node.value
+                // NaN compares false: a missing value goes left only by default.
+                (v < node.value) | (v.is_nan() & node.default_left())
             };
-            i = if go_left { node.left as usize } else { node.right as usize };
+            // Laid out breadth-first at load: the right child follows the left one.
+            i = node.left as usize + usize::from(!go_left);
         }
+    }
+
+    /// The leaf values reached by several rows at once (no order between rows matters).
+    #[inline]
+    pub fn leaf_values(&self, rows: [&[f32]; LANES]) -> [f32; LANES] {
+        let mut at = [0usize; LANES];
+        // Exactly `depth` levels: a lane at a leaf stays there (a select, not a branch).
+        for _ in 0..self.depth {
+            for k in 0..LANES {
+                let node = self.nodes[at[k]];
+                let v = rows[k].get(node.feature()).copied().unwrap_or(f32::NAN);
+                let go_left = if node.is_categorical() {
+                    if v.is_nan() { node.default_left() } else { !self.in_category(at[k] as u32, v) }
+                } else {
+                    (v < node.value) | (v.is_nan() & node.default_left())
+                };
+                let next = (node.left as usize).wrapping_add(usize::from(!go_left));
+                at[k] = if node.left < 0 { at[k] } else { next };
+            }
+        }
+        at.map(|i| self.nodes[i].value)
     }
 
     /// XGBoost's `Decision`: listed categories go right; negative, fractional parts dropped.
@@ -298,12 +369,23 @@ impl Forest {
                 let tree = &self.trees[t];
                 let group = self.tree_group[t] as usize;
                 let weight = self.tree_weights.as_ref().map(|w| w[t]);
-                for (r, row) in block.clone().enumerate() {
-                    let leaf = tree.leaf_value(rows.row(row));
+                let mut add = |r: usize, leaf: f32| {
                     out[r * groups + group] += match weight {
                         Some(w) => w * leaf,
                         None => leaf,
                     };
+                };
+                // Eight rows walk the tree together: their loads and compares overlap.
+                let mut r = 0;
+                while r + LANES <= block.len() {
+                    let lanes: [&[f32]; LANES] = std::array::from_fn(|k| rows.row(block.start + r + k));
+                    for (k, leaf) in tree.leaf_values(lanes).into_iter().enumerate() {
+                        add(r + k, leaf);
+                    }
+                    r += LANES;
+                }
+                for r in r..block.len() {
+                    add(r, tree.leaf_value(rows.row(block.start + r)));
                 }
             }
             let target = &mut margins[block.start * groups..block.end * groups];
@@ -384,16 +466,20 @@ impl Forest {
         let trees = self.tree_range(limit);
         let groups = self.num_groups;
         let mut margins = vec![0.0f32; rows.rows() * groups];
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = crate::parallel::cores();
         let work = rows.rows() * trees.len();
-        if threads > 1 && rows.rows() >= 2 * 64 && work >= 200_000 {
+        if threads > 1 && rows.rows() >= 2 * 64 && work >= 20_000 {
             let per_thread = rows.rows().div_ceil(threads).next_multiple_of(64);
             std::thread::scope(|scope| {
-                for (i, chunk) in margins.chunks_mut(per_thread * groups).enumerate() {
+                let mut chunks = margins.chunks_mut(per_thread * groups).enumerate();
+                // The calling thread takes the first chunk itself: one spawn fewer.
+                let (_, first) = chunks.next().expect("at least one row");
+                for (i, chunk) in chunks {
                     let part = rows.slice(i * per_thread, chunk.len() / groups);
                     let trees = trees.clone();
                     scope.spawn(move || self.predict_margin(&part, trees, chunk));
                 }
+                self.predict_margin(&rows.slice(0, first.len() / groups), trees.clone(), first);
             });
         } else {
             self.predict_margin(rows, trees, &mut margins);

@@ -115,7 +115,7 @@ pub(crate) fn broadcast(base: Vec<f32>, groups: usize, path: &str) -> Result<Vec
 }
 
 /// Check what prediction relies on, once, at load.
-pub(crate) fn finish(forest: Forest) -> Result<Forest, ModelError> {
+pub(crate) fn finish(mut forest: Forest) -> Result<Forest, ModelError> {
     let groups = forest.num_groups;
     if forest.trees.len() != forest.tree_group.len() {
         return Err(ModelError::Invalid(format!(
@@ -139,8 +139,9 @@ pub(crate) fn finish(forest: Forest) -> Result<Forest, ModelError> {
     {
         return Err(ModelError::Invalid("`iteration_indptr` does not cover the trees in order".into()));
     }
-    for (i, tree) in forest.trees.iter().enumerate() {
+    for (i, tree) in forest.trees.iter_mut().enumerate() {
         tree.validate().map_err(|e| ModelError::Invalid(format!("tree {i}: {e}")))?;
+        tree.lay_out_breadth_first();
     }
     Ok(forest)
 }
@@ -295,7 +296,7 @@ fn read_tree(tree: &Value, path: &str) -> Result<Tree, ModelError> {
         _ => Vec::new(),
     };
     let categories = read_categories(tree, path, n)?;
-    Ok(Tree { nodes, stats, categories })
+    Ok(Tree { nodes, stats, categories, depth: 0 })
 }
 
 fn read_categories(tree: &Value, path: &str, n: usize) -> Result<Vec<(u32, Vec<u32>)>, ModelError> {

@@ -183,5 +183,5 @@ fn read_tree(r: &mut Reader<'_>) -> Result<Tree, ModelError> {
         let _leaf_child_count = r.i32("node statistics")?;
         stats.push(NodeStats { loss_change, sum_hessian, base_weight });
     }
-    Ok(Tree { nodes, stats, categories: Vec::new() })
+    Ok(Tree { nodes, stats, categories: Vec::new(), depth: 0 })
 }

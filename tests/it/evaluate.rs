@@ -50,7 +50,8 @@ fn regression_case(ml: &MlTree, case: &Path) -> (f64, f64, f64, f64) {
     let mean_r = residuals.iter().sum::<f64>() / n;
     let std_r = (residuals.iter().map(|r| (r - mean_r).powi(2)).sum::<f64>() / n).sqrt();
     let y_mean = labels.iter().sum::<f64>() / n;
-    let r2 = 1.0 - residuals.iter().map(|r| r * r).sum::<f64>() / labels.iter().map(|y| (y - y_mean).powi(2)).sum::<f64>();
+    let r2 =
+        1.0 - residuals.iter().map(|r| r * r).sum::<f64>() / labels.iter().map(|y| (y - y_mean).powi(2)).sum::<f64>();
     (mse, mae, std_r, r2)
 }
 
@@ -96,14 +97,25 @@ fn classification_metrics() {
         for (yj, pj) in labels.iter().zip(&p) {
             if *yi == 1.0 && *yj == 0.0 {
                 pairs += 1.0;
-                wins += if pi > pj { 1.0 } else if pi == pj { 0.5 } else { 0.0 };
+                wins += if pi > pj {
+                    1.0
+                } else if pi == pj {
+                    0.5
+                } else {
+                    0.0
+                };
             }
         }
     }
-    let log_loss = -labels.iter().zip(&p).map(|(y, p)| {
-        let p = p.clamp(1e-15, 1.0 - 1e-15);
-        if *y == 1.0 { p.ln() } else { (1.0 - p).ln() }
-    }).sum::<f64>() / n;
+    let log_loss = -labels
+        .iter()
+        .zip(&p)
+        .map(|(y, p)| {
+            let p = p.clamp(1e-15, 1.0 - 1e-15);
+            if *y == 1.0 { p.ln() } else { (1.0 - p).ln() }
+        })
+        .sum::<f64>()
+        / n;
     let m = &evaluation(&ml)["binary_classification_metrics"];
     assert!(close(m["accuracy"]["value"].as_f64().unwrap(), accuracy));
     assert!(close(m["auc"]["value"].as_f64().unwrap(), wins / pairs));
@@ -136,19 +148,43 @@ fn bad_inputs_fail_clearly() {
     let model_bytes = std::fs::read(case.join("xgboost-model")).unwrap();
     let good_rows = "1,0.5,0.1,0.2,0.3,0.4,0.5\n";
     type Setup = Box<dyn Fn(&MlTree)>;
-    let model = |bytes: Vec<u8>| -> Setup { Box::new(move |ml: &MlTree| { ml.write("processing/model/xgboost-model", &bytes); }) };
+    let model = |bytes: Vec<u8>| -> Setup {
+        Box::new(move |ml: &MlTree| {
+            ml.write("processing/model/xgboost-model", &bytes);
+        })
+    };
     let cases: Vec<(&str, Setup, &str, &str)> = vec![
-        ("truncated model", model(model_bytes[..model_bytes.len() / 2].to_vec()), good_rows, "xgboost-model`: the model is not valid"),
+        (
+            "truncated model",
+            model(model_bytes[..model_bytes.len() / 2].to_vec()),
+            good_rows,
+            "xgboost-model`: the model is not valid",
+        ),
         ("unknown format", model(b"hello, this is not a model at all".to_vec()), good_rows, "not an XGBoost model"),
-        ("archive without a model", Box::new(|ml: &MlTree| {
-            let staging = ml.path("s");
-            std::fs::create_dir_all(&staging).unwrap();
-            std::fs::write(staging.join(".keep"), b"").unwrap();
-            std::fs::create_dir_all(ml.path("processing/model")).unwrap();
-            sagestep::model::archive::pack(&staging, &ml.path("processing/model/model.tar.gz")).unwrap();
-        }), good_rows, "holds no model file"),
-        ("width", model(model_bytes.clone()), "1,0.5,0.1\n", "the test data has 2 feature columns but the model expects 6"),
-        ("non-numeric", model(model_bytes.clone()), "1,0.5,0.1,0.2,abc,0.4,0.5\n", "test_set_1.csv, line 1, column `5`: `abc` is not a number"),
+        (
+            "archive without a model",
+            Box::new(|ml: &MlTree| {
+                let staging = ml.path("s");
+                std::fs::create_dir_all(&staging).unwrap();
+                std::fs::write(staging.join(".keep"), b"").unwrap();
+                std::fs::create_dir_all(ml.path("processing/model")).unwrap();
+                sagestep::model::archive::pack(&staging, &ml.path("processing/model/model.tar.gz")).unwrap();
+            }),
+            good_rows,
+            "holds no model file",
+        ),
+        (
+            "width",
+            model(model_bytes.clone()),
+            "1,0.5,0.1\n",
+            "the test data has 2 feature columns but the model expects 6",
+        ),
+        (
+            "non-numeric",
+            model(model_bytes.clone()),
+            "1,0.5,0.1,0.2,abc,0.4,0.5\n",
+            "test_set_1.csv, line 1, column `5`: `abc` is not a number",
+        ),
         ("empty test set", model(model_bytes.clone()), "\n", "is empty"),
     ];
     for (name, setup, rows, expected) in cases {

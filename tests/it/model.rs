@@ -95,7 +95,11 @@ fn written_models_read_back_identically() {
         let expected = forest.predict(&rows, TreeLimit::All);
         for (name, written) in [("ubj", model::to_ubjson(&forest)), ("json", model::to_json(&forest).into_bytes())] {
             let back = model::load(&written).unwrap().forest;
-            assert!(back.predict(&rows, TreeLimit::All) == expected, "{} via {name}: predictions differ", case.display());
+            assert!(
+                back.predict(&rows, TreeLimit::All) == expected,
+                "{} via {name}: predictions differ",
+                case.display()
+            );
             // A per-class base score is folded into the first trees (for XGBoost 1.x): only
             // then may the trees differ.
             let uniform = forest.base_score.iter().all(|b| b.to_bits() == forest.base_score[0].to_bits());

@@ -38,12 +38,17 @@ fn python_xgboost_loads_our_models_with_identical_predictions() {
         let expected: Vec<u32> = read_csv(&case.join("pred.csv")).concat().iter().map(|p| p.to_bits()).collect();
         for python in &pythons {
             let out = dir.path().join("pred.csv");
-            let run = Command::new(python).arg(&script).arg(&model_path).arg(case.join("X.csv")).arg(&out).output().unwrap();
+            let run =
+                Command::new(python).arg(&script).arg(&model_path).arg(case.join("X.csv")).arg(&out).output().unwrap();
             assert!(run.status.success(), "{}: {}", python.display(), String::from_utf8_lossy(&run.stderr));
             let version = String::from_utf8_lossy(&run.stdout).trim().to_string();
             let got: Vec<u32> = read_csv(&out).concat().iter().map(|p| p.to_bits()).collect();
             let off = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
-            assert!(got.len() == expected.len() && off == 0, "xgboost {version} on {}: {off} predictions differ", case.display());
+            assert!(
+                got.len() == expected.len() && off == 0,
+                "xgboost {version} on {}: {off} predictions differ",
+                case.display()
+            );
             checked.push(version);
         }
     }
