@@ -9,5 +9,21 @@ pub const SAGESTEP_LOG_FORMAT: &str = "SAGESTEP_LOG_FORMAT";
 /// A tracing `EnvFilter` directive, e.g. `info` or `sagestep=debug`. Default `info`.
 pub const SAGESTEP_LOG: &str = "SAGESTEP_LOG";
 
+/// Serving: seconds a client may take to send its headers (at most 10) and its body (default 30).
+pub const SAGESTEP_REQUEST_TIMEOUT_SECS: &str = "SAGESTEP_REQUEST_TIMEOUT_SECS";
+
 /// Set by SageMaker on training containers.
 pub const TRAINING_JOB_NAME: &str = "TRAINING_JOB_NAME";
+
+/// Serving: the port to bind instead of 8080 (images labelled `accept-bind-to-port=true`).
+pub const SAGEMAKER_BIND_TO_PORT: &str = "SAGEMAKER_BIND_TO_PORT";
+/// Serving: the response type for `Accept: */*` or no Accept.
+pub const SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: &str = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT";
+/// Serving: comma list of keys to return (`predicted_label`, `probabilities`, ...).
+pub const SAGEMAKER_INFERENCE_OUTPUT: &str = "SAGEMAKER_INFERENCE_OUTPUT";
+/// Batch transform: set to `true` on every batch transform container.
+pub const SAGEMAKER_BATCH: &str = "SAGEMAKER_BATCH";
+/// Batch transform, set only when the user set them.
+pub const SAGEMAKER_MAX_PAYLOAD_IN_MB: &str = "SAGEMAKER_MAX_PAYLOAD_IN_MB";
+pub const SAGEMAKER_BATCH_STRATEGY: &str = "SAGEMAKER_BATCH_STRATEGY";
+pub const SAGEMAKER_MAX_CONCURRENT_TRANSFORMS: &str = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS";

@@ -15,6 +15,10 @@ pub struct Node {
     packed: u32,
 }
 
+/// The most outputs per row a model may declare (classes or targets): a corrupt count must
+/// not become a huge allocation.
+pub const MAX_GROUPS: usize = 1 << 16;
+
 /// Rows that walk a tree together in batch prediction.
 pub const LANES: usize = 8;
 
@@ -453,9 +457,14 @@ impl Forest {
         0..self.round_bounds.get(r).copied().unwrap_or(self.trees.len())
     }
 
-    /// Predictions for every row: `rows x outputs_per_row`.
+    /// Predictions for every row: `rows x outputs_per_row`, a large batch split over every core.
     pub fn predict(&self, rows: &Matrix<'_>, limit: TreeLimit) -> Vec<f32> {
-        let mut margins = self.margins(rows, limit);
+        self.predict_on(rows, limit, crate::parallel::cores())
+    }
+
+    /// Predictions using at most `threads` threads.
+    pub fn predict_on(&self, rows: &Matrix<'_>, limit: TreeLimit, threads: usize) -> Vec<f32> {
+        let mut margins = self.margins_on(rows, limit, threads);
         let mut out = Vec::with_capacity(margins.len());
         self.transform(&mut margins, &mut out);
         out
@@ -463,10 +472,15 @@ impl Forest {
 
     /// Raw margins for every row: `rows x groups`. Splits large batches over every core.
     pub fn margins(&self, rows: &Matrix<'_>, limit: TreeLimit) -> Vec<f32> {
+        self.margins_on(rows, limit, crate::parallel::cores())
+    }
+
+    /// Raw margins using at most `threads` threads (a batch too small to be worth the spawn
+    /// stays on the calling thread).
+    pub fn margins_on(&self, rows: &Matrix<'_>, limit: TreeLimit, threads: usize) -> Vec<f32> {
         let trees = self.tree_range(limit);
         let groups = self.num_groups;
         let mut margins = vec![0.0f32; rows.rows() * groups];
-        let threads = crate::parallel::cores();
         let work = rows.rows() * trees.len();
         if threads > 1 && rows.rows() >= 2 * 64 && work >= 20_000 {
             let per_thread = rows.rows().div_ceil(threads).next_multiple_of(64);

@@ -2,7 +2,7 @@
 //! and back in the layout current XGBoost writes.
 
 use super::ModelError;
-use super::forest::{Forest, MAX_FEATURE, Node, NodeStats, Objective, Tree, Version};
+use super::forest::{Forest, MAX_FEATURE, MAX_GROUPS, Node, NodeStats, Objective, Tree, Version};
 use super::value::Value;
 
 fn bad(path: &str, problem: impl std::fmt::Display) -> ModelError {
@@ -107,6 +107,12 @@ pub fn from_document(doc: &Value) -> Result<Forest, ModelError> {
 
 /// A vector base score must have one value per group, or one for all.
 pub(crate) fn broadcast(base: Vec<f32>, groups: usize, path: &str) -> Result<Vec<f32>, ModelError> {
+    if groups > MAX_GROUPS {
+        return Err(bad(
+            &format!("{path}.num_class"),
+            format!("declares {groups} outputs; at most {MAX_GROUPS} are supported"),
+        ));
+    }
     match base.len() {
         1 => Ok(vec![base[0]; groups]),
         n if n == groups => Ok(base),

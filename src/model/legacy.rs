@@ -2,7 +2,7 @@
 //! little-endian and packed: see `shared/spec/xgboost-models.md` section 1.6.
 
 use super::ModelError;
-use super::forest::{Forest, MAX_FEATURE, Node, NodeStats, Objective, Tree, Version};
+use super::forest::{Forest, MAX_FEATURE, MAX_GROUPS, Node, NodeStats, Objective, Tree, Version};
 use super::learner::{default_round_bounds, finish};
 
 const LEARNER_PARAM_BYTES: usize = 136;
@@ -129,6 +129,11 @@ pub fn read(bytes: &[u8]) -> Result<Forest, ModelError> {
     }
 
     let groups = if objective.is_multiclass() { usize::try_from(num_class).unwrap_or(0).max(1) } else { num_target };
+    if groups > MAX_GROUPS {
+        return Err(ModelError::Invalid(format!(
+            "the model declares {groups} outputs; at most {MAX_GROUPS} are supported"
+        )));
+    }
     let attr = |name: &str| attributes.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.trim().parse().ok());
     let forest = Forest {
         num_feature,

@@ -252,10 +252,15 @@ impl Ensemble {
 
     /// Predictions (`rows x outputs_per_row`) by SageMaker's ensemble rule.
     pub fn predict(&self, rows: &Matrix<'_>, limit: TreeLimit) -> Vec<f32> {
+        self.predict_on(rows, limit, crate::parallel::cores())
+    }
+
+    /// The same, using at most `threads` threads.
+    pub fn predict_on(&self, rows: &Matrix<'_>, limit: TreeLimit, threads: usize) -> Vec<f32> {
         if self.members.len() == 1 {
-            return self.first().predict(rows, limit);
+            return self.first().predict_on(rows, limit, threads);
         }
-        let all: Vec<Vec<f32>> = self.members.iter().map(|m| m.model.forest.predict(rows, limit)).collect();
+        let all: Vec<Vec<f32>> = self.members.iter().map(|m| m.model.forest.predict_on(rows, limit, threads)).collect();
         let vote = matches!(self.first().objective, Objective::SoftMax | Objective::Hinge);
         (0..all[0].len())
             .map(|i| {

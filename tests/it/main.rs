@@ -5,4 +5,5 @@ mod evaluate;
 mod model;
 mod preprocess;
 mod python_interop;
+mod serve;
 mod util;

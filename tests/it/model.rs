@@ -139,3 +139,14 @@ fn a_directory_and_a_model_tar_gz_load_as_an_ensemble() {
     let err = Ensemble::load(&dir.path().join("m")).unwrap_err().to_string();
     assert!(err.contains("notes.txt") && err.contains("not an XGBoost model"), "{err}");
 }
+
+/// Inputs the fuzzer found: each must be an error, quickly, without a huge allocation.
+#[test]
+fn fuzz_findings_are_errors() {
+    let dir = crate::util::repo().join("tests/data/fuzz");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let err = model::load(&std::fs::read(&path).unwrap()).map(|_| ()).unwrap_err();
+        assert!(!err.to_string().is_empty(), "{}", path.display());
+    }
+}

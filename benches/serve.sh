@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The serve step beside the Python reference server (../shared/bench/reference_server.py,
+# gunicorn, 2 workers) on the same model, machine and payloads, with wrk; then the time from
+# `docker run` (and from starting the process) to the first 200 on /ping.
+# Needs: wrk (apt-get install wrk), scripts/python-xgboost plus flask and gunicorn in
+# /opt/xgb32 (or PYTHON_ENV=...), and the sagestep-serve image (docker/build-images.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+env_dir=${PYTHON_ENV:-/opt/xgb32}
+shared=${SHARED:-../shared}
+work=$PWD/target/bench/serve
+duration=${DURATION:-10s}
+mkdir -p "$work"
+"$env_dir/bin/python" benches/serve_setup.py "$work"
+cargo build --release --locked --bin serve >/dev/null 2>&1
+serve=target/x86_64-unknown-linux-musl/release/serve
+
+ours=18090 ref=18091
+SAGESTEP_LOG=warn "$serve" --model-dir "$work/model" --port $ours & ours_pid=$!
+(cd "$shared/bench" && MODEL="$work/model/xgboost-model" "$env_dir/bin/gunicorn" -w 2 -b 127.0.0.1:$ref \
+  --log-level warning reference_server:app) & ref_pid=$!
+trap 'kill $ours_pid $ref_pid 2>/dev/null || true' EXIT
+for port in $ours $ref; do
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/ping" >/dev/null && break; sleep 0.05; done
+done
+
+printf '%-10s %-10s %12s %12s %10s %10s\n' server payload requests/s rows/s p50 p99
+for payload in one-row.csv 1000-rows.csv; do
+  rows=$(wc -l < "$work/$payload")
+  for server in sagestep:$ours reference:$ref; do
+    name=${server%%:*} port=${server##*:}
+    out=$(BODY="$work/$payload" wrk -t2 -c8 -d"$duration" -s "$shared/bench/post-body.lua" --latency \
+      "http://127.0.0.1:$port/invocations")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    errors=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+    printf '%-10s %-10s %12.0f %12.0f %10s %10s %s\n' "$name" "$payload" "$rps" "$(echo "$rps * $rows" | bc)" "$p50" "$p99" \
+      "${errors:+($errors non-2xx!)}"
+  done
+done
+
+# Start-up: from launch to the first 200 on /ping, five times each, the median.
+startup() {
+  python3 - "$@" <<'PY'
+import subprocess, sys, time, urllib.request
+kind, port = sys.argv[1], sys.argv[2]
+times = []
+for _ in range(5):
+    t = time.perf_counter()
+    if kind == "docker":
+        cid = subprocess.check_output(sys.argv[3:]).decode().strip()
+    else:
+        proc = subprocess.Popen(sys.argv[3:], stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).status == 200:
+                break
+        except Exception:
+            time.sleep(0.001)
+    times.append((time.perf_counter() - t) * 1000)
+    if kind == "docker":
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+    else:
+        proc.terminate(); proc.wait()
+times.sort()
+print(f"{kind:>7} launch to first /ping 200: median {times[2]:.0f} ms (min {times[0]:.0f}, max {times[-1]:.0f})")
+PY
+}
+kill $ours_pid; wait $ours_pid 2>/dev/null || true
+startup process 18092 "$serve" --model-dir "$work/model" --port 18092
+startup docker 18093 docker run -d --rm -p 127.0.0.1:18093:8080 -v "$work/model:/opt/ml/model:ro" sagestep-serve:latest serve
+# Docker's own floor on this machine: the same image running `--version` and exiting.
+python3 - <<'PY'
+import subprocess, time
+times = []
+for _ in range(5):
+    t = time.perf_counter()
+    subprocess.run(["docker", "run", "--rm", "sagestep-serve:latest", "--version"], capture_output=True, check=True)
+    times.append((time.perf_counter() - t) * 1000)
+times.sort()
+print(f"  docker run --rm of the image doing nothing (--version): median {times[2]:.0f} ms")
+PY

@@ -1,0 +1,67 @@
+//! One error type for the HTTP app, one status mapping, one JSON body:
+//! `{"error": "...", "error_type": "..."}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The payload cannot be evaluated: which row and why.
+    #[error("{0}")]
+    BadPayload(String),
+    #[error(
+        "unsupported Content-Type `{0}`; use text/csv, text/libsvm, application/json, application/jsonlines or application/x-recordio-protobuf"
+    )]
+    UnsupportedMediaType(String),
+    #[error(
+        "unsupported Accept `{0}`; use text/csv, application/json, application/jsonlines or application/x-recordio-protobuf"
+    )]
+    NotAcceptable(String),
+    #[error("the payload is {size} bytes; the limit is {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("the request body was not received within {0} seconds")]
+    Timeout(u64),
+    #[error("the model is still loading")]
+    NotReady,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServeError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadPayload(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::BadPayload(_) => "bad_payload",
+            Self::UnsupportedMediaType(_) => "unsupported_content_type",
+            Self::NotAcceptable(_) => "unsupported_accept",
+            Self::TooLarge { .. } => "payload_too_large",
+            Self::Timeout(_) => "request_timeout",
+            Self::NotReady => "model_not_ready",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl IntoResponse for ServeError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), "{self}");
+        } else {
+            tracing::warn!(status = status.as_u16(), "{self}");
+        }
+        let body = serde_json::json!({"error": self.to_string(), "error_type": self.error_type()});
+        (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
