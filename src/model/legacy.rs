@@ -101,6 +101,20 @@ pub fn read(bytes: &[u8]) -> Result<Forest, ModelError> {
         let g = r.i32("tree_info")?;
         tree_group.push(u32::try_from(g).map_err(|_| ModelError::Invalid(format!("tree group {g}")))?);
     }
+    // DART's weights are part of the booster's section, before the learner's attributes.
+    let mut tree_weights = None;
+    if booster == "dart" {
+        let n = r.u64("DART weight count")?;
+        let n = r.count(i64::try_from(n).unwrap_or(-1), 4, "DART weight count")?;
+        if n != num_trees {
+            return Err(ModelError::Invalid(format!("{n} DART weights for {num_trees} trees")));
+        }
+        let mut weights = Vec::with_capacity(n);
+        for _ in 0..n {
+            weights.push(r.f32("DART weight")?);
+        }
+        tree_weights = Some(weights);
+    }
     let mut attributes = Vec::new();
     if contain_extra_attrs {
         let n = r.u64("attribute count")?;
@@ -109,22 +123,6 @@ pub fn read(bytes: &[u8]) -> Result<Forest, ModelError> {
             let key = r.string("attribute name")?;
             let value = r.string("attribute value")?;
             attributes.push((key, value));
-        }
-    }
-    let mut tree_weights = None;
-    if booster == "dart" {
-        // Pre-1.0 files may carry objective extras first; DART's weights are the trailer.
-        let left = bytes.len() - r.i;
-        if left >= 8 {
-            let n = u64::from_le_bytes(bytes[bytes.len() - left..][..8].try_into().unwrap());
-            if n as usize == num_trees && left >= 8 + 4 * num_trees {
-                r.i += 8;
-                let mut w = Vec::with_capacity(num_trees);
-                for _ in 0..num_trees {
-                    w.push(r.f32("DART weight")?);
-                }
-                tree_weights = Some(w);
-            }
         }
     }
 

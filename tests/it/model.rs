@@ -150,3 +150,39 @@ fn fuzz_findings_are_errors() {
         assert!(!err.to_string().is_empty(), "{}", path.display());
     }
 }
+
+/// More objectives, DART and categorical splits (tests/data/models, made by its make.py with
+/// xgboost 3.2.0 and 1.7.6): predictions and margins bit for bit.
+#[test]
+fn objectives_dart_and_categorical_predict_exactly() {
+    let root = crate::util::repo().join("tests/data/models");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for version in ["1.7.6", "3.2.0"] {
+        for case in std::fs::read_dir(root.join(version)).unwrap() {
+            let case = case.unwrap().path();
+            let x: Vec<f32> = read_csv(&case.join("X.csv")).concat();
+            let pred: Vec<f32> = read_csv(&case.join("pred.csv")).concat();
+            let margin: Vec<f32> = read_csv(&case.join("margin.csv")).concat();
+            for file in ["xgboost-model", "model.json"] {
+                let forest = model::load(&std::fs::read(case.join(file)).unwrap())
+                    .unwrap_or_else(|e| panic!("{}/{file}: {e}", case.display()))
+                    .forest;
+                let rows = Matrix::new(&x, 4);
+                let got = forest.predict(&rows, TreeLimit::All);
+                let got_margin = forest.margins(&rows, TreeLimit::All);
+                let off = got.iter().zip(&pred).filter(|(a, b)| !same_bits(**a, **b)).count();
+                let off_m = got_margin.iter().zip(&margin).filter(|(a, b)| !same_bits(**a, **b)).count();
+                if got.len() != pred.len() || off + off_m > 0 {
+                    failures.push(format!(
+                        "{version}/{}/{file}: {off} predictions, {off_m} margins differ",
+                        case.file_name().unwrap().to_string_lossy()
+                    ));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 34);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
