@@ -40,6 +40,17 @@ for payload in one-row.csv 1000-rows.csv; do
   done
 done
 
+# Latency without wrk competing for the server's cores: server on core 1, wrk on core 0.
+kill $ours_pid; wait $ours_pid 2>/dev/null || true
+SAGESTEP_LOG=warn taskset -c 1 "$serve" --model-dir "$work/model" --port $ours & ours_pid=$!
+for _ in $(seq 200); do curl -sf "http://127.0.0.1:$ours/ping" >/dev/null && break; sleep 0.05; done
+for payload in one-row.csv 1000-rows.csv; do
+  out=$(BODY="$work/$payload" taskset -c 0 wrk -t1 -c8 -d"$duration" -s "$shared/bench/post-body.lua" --latency \
+    "http://127.0.0.1:$ours/invocations")
+  printf 'sagestep on one core, wrk on the other, %-13s %10.0f requests/s  p50 %s  p99 %s\n' "$payload" \
+    "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")"
+done
+
 # Start-up: from launch to the first 200 on /ping, five times each, the median.
 startup() {
   python3 - "$@" <<'PY'

@@ -97,8 +97,11 @@ impl Table {
     }
 
     fn read_file(&mut self, schema: &Schema, roles: &[Role], file: &Path) -> Result<SourceFile, DataError> {
-        let opened = files::open(file)?;
+        let mut opened = files::open(file)?;
         let gzip = opened.gzip;
+        if !gzip {
+            self.reserve_for(file, &mut opened.reader)?;
+        }
         let Some(mut reader) = RecordReader::detect(file, opened.reader, schema.columns.len())? else {
             return Err(DataError::Empty { path: file.to_path_buf() });
         };
@@ -140,6 +143,20 @@ impl Table {
             return Err(DataError::Empty { path: file.to_path_buf() });
         }
         Ok(source)
+    }
+
+    /// Reserve the columns for the rows a plain file probably holds (its size over the mean
+    /// line length of its first buffer), so that they do not grow by doubling: the allocator
+    /// would copy gigabytes and hold both copies at the peak.
+    fn reserve_for(&mut self, file: &Path, reader: &mut Box<dyn std::io::BufRead + Send>) -> Result<(), DataError> {
+        let size = std::fs::metadata(file).map_err(|e| DataError::io(file, e))?.len();
+        let head = reader.fill_buf().map_err(|e| DataError::io(file, e))?;
+        let lines = head.iter().filter(|&&b| b == b'\n').count().max(1);
+        let estimate = (size as f64 / (head.len() as f64 / lines as f64) * 1.02) as usize + 1024;
+        self.labels.reserve(estimate);
+        self.numeric.iter_mut().for_each(|c| c.reserve(estimate));
+        self.categorical.iter_mut().for_each(|c| c.codes.reserve(estimate));
+        Ok(())
     }
 
     /// Append one row; `Ok(false)` when it has no label and is dropped. An error aborts the

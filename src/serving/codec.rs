@@ -135,25 +135,34 @@ fn decode_csv(body: &[u8], num_feature: usize, rows: &mut Rows) -> Result<(), Se
         if line.trim().is_empty() {
             continue;
         }
-        let mut error = None;
-        let values = line.split(delimiter).enumerate().map(|(c, field)| {
-            let field = field.trim();
-            if field.is_empty() {
-                return f32::NAN;
+        // Values go straight into the matrix; a bad row is taken back out.
+        let start = rows.values.len();
+        let mut width = 0;
+        for (c, field) in line.split(delimiter).enumerate() {
+            if c == num_feature {
+                rows.values.truncate(start);
+                return Err(bad(format!(
+                    "row {} has more than {num_feature} values; the model takes {num_feature} features",
+                    i + 1
+                )));
             }
-            field.parse::<f32>().unwrap_or_else(|_| {
-                if error.is_none() {
-                    let hint = if rows.count == 0 { " (a header row is not allowed)" } else { "" };
-                    error = Some(format!("row {}, column {}: `{}` is not a number{hint}", i + 1, c + 1, clip(field)));
-                }
+            let field = field.trim();
+            let value = if field.is_empty() {
                 f32::NAN
-            })
-        });
-        let values: Vec<f32> = values.take(num_feature + 1).collect();
-        if let Some(e) = error {
-            return Err(bad(e));
+            } else {
+                field.parse::<f32>().map_err(|_| {
+                    let hint = if rows.count == 0 { " (a header row is not allowed)" } else { "" };
+                    bad(format!("row {}, column {}: `{}` is not a number{hint}", i + 1, c + 1, clip(field)))
+                })?
+            };
+            rows.values.push(value);
+            width += 1;
         }
-        push_dense(rows, values, i + 1, num_feature)?;
+        if width != num_feature {
+            rows.values.truncate(start);
+            return Err(bad(format!("row {} has {width} values; the model takes {num_feature} features", i + 1)));
+        }
+        rows.count += 1;
     }
     Ok(())
 }
