@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use sagestep::model::{self, Ensemble, Matrix, TreeLimit};
 
 pub fn fixtures() -> PathBuf {
-    crate::util::repo().join("../shared/fixtures/xgboost")
+    let path = crate::util::shared().join("fixtures/xgboost");
+    assert!(path.is_dir(), "the shared fixtures are missing: {} (set SAGESTEP_SHARED)", path.display());
+    path
 }
 
 /// A CSV of f32 (empty = missing) as rows.

@@ -7,6 +7,11 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The project's `shared/` folder: `SAGESTEP_SHARED`, else `../shared` beside the checkout.
+pub fn shared() -> PathBuf {
+    std::env::var_os("SAGESTEP_SHARED").map_or_else(|| repo().join("../shared"), PathBuf::from)
+}
+
 pub fn auto_mpg() -> PathBuf {
     repo().join("data/auto-mpg.data")
 }
