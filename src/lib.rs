@@ -14,6 +14,7 @@ pub mod parallel;
 pub mod preprocess;
 pub mod serving;
 pub mod storage;
+pub mod training;
 
 /// musl's allocator takes a global lock on every call and is slow (measured: training 1.8x
 /// slower, serving spends a third of its time in malloc/free and futexes); mimalloc is the

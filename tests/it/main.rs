@@ -6,4 +6,5 @@ mod model;
 mod preprocess;
 mod python_interop;
 mod serve;
+mod train;
 mod util;
