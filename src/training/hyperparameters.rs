@@ -198,10 +198,12 @@ pub struct Hyperparameters {
 /// Strip a JSON encoding the Python SDK may have applied (`"\"0.2\""` -> `0.2`).
 fn unquote(raw: &str) -> String {
     let raw = raw.trim();
-    if raw.starts_with('"') && raw.ends_with('"') && raw.len() >= 2 {
-        if let Ok(Value::String(s)) = serde_json::from_str::<Value>(raw) {
-            return s.trim().to_string();
-        }
+    if raw.starts_with('"')
+        && raw.ends_with('"')
+        && raw.len() >= 2
+        && let Ok(Value::String(s)) = serde_json::from_str::<Value>(raw)
+    {
+        return s.trim().to_string();
     }
     raw.to_string()
 }

@@ -9,7 +9,7 @@ use sagestep::model;
 
 use crate::model::{cases, read_csv};
 
-fn pythons() -> Vec<PathBuf> {
+pub fn pythons() -> Vec<PathBuf> {
     let listed = std::env::var("SAGESTEP_XGBOOST_PYTHONS")
         .unwrap_or_else(|_| "/opt/xgb32/bin/python:/opt/xgb17/bin/python".into());
     listed
