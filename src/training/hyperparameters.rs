@@ -409,6 +409,20 @@ impl Hyperparameters {
         Ok(())
     }
 
+    /// Valid for the built-in algorithm but not done by this trainer: refused, never ignored.
+    pub fn unsupported(&self) -> Option<String> {
+        if self.values.contains_key("_kfold") {
+            return Some("`_kfold` (k-fold cross-validation) is not supported yet".into());
+        }
+        if matches!(self.values.get("use_dask_gpu_training"), Some(Parsed::Bool(true))) {
+            return Some("`use_dask_gpu_training=true`: GPU training is not supported; the images are CPU-only".into());
+        }
+        if self.text("dsplit") == Some("col") {
+            return Some("`dsplit=col` (column-split distributed training) is not supported".into());
+        }
+        None
+    }
+
     /// Whether a metric is maximized (for early stopping and tuning).
     pub fn maximize(metric: &str) -> bool {
         MAXIMIZE.contains(&metric.split('@').next().unwrap_or(metric))
@@ -440,6 +454,8 @@ impl Hyperparameters {
                 continue;
             }
             let json = match value {
+                // 0/1 in SageMaker's schema, booleans in the engine's.
+                Parsed::Int(i) if matches!(name.as_str(), "refresh_leaf" | "one_drop") => Value::from(*i == 1),
                 Parsed::Int(i) => Value::from(*i),
                 Parsed::Float(f) => Value::from(*f),
                 Parsed::Text(t) => Value::from(t.clone()),
@@ -462,6 +478,82 @@ impl Hyperparameters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One valid value per hyperparameter, and whether the engine accepts it: the README's
+    /// list of what is supported. Run with `--nocapture` to print it.
+    #[test]
+    fn every_hyperparameter_is_accepted_by_the_engine_or_refused_clearly() {
+        let samples: &[(&str, &str)] = &[
+            ("booster", "dart"),
+            ("tree_method", "approx"),
+            ("predictor", "cpu_predictor"),
+            ("process_type", "default"),
+            ("grow_policy", "lossguide"),
+            ("eta", "0.1"),
+            ("gamma", "1"),
+            ("max_depth", "4"),
+            ("min_child_weight", "2"),
+            ("max_delta_step", "1"),
+            ("subsample", "0.8"),
+            ("colsample_bytree", "0.8"),
+            ("colsample_bylevel", "0.8"),
+            ("colsample_bynode", "0.8"),
+            ("lambda", "2"),
+            ("alpha", "1"),
+            ("sketch_eps", "0.03"),
+            ("scale_pos_weight", "2"),
+            ("max_leaves", "8"),
+            ("max_bin", "128"),
+            ("refresh_leaf", "1"),
+            ("one_drop", "1"),
+            ("rate_drop", "0.1"),
+            ("skip_drop", "0.1"),
+            ("lambda_bias", "0.1"),
+            ("sample_type", "weighted"),
+            ("normalize_type", "forest"),
+            ("tweedie_variance_power", "1.5"),
+            ("updater", "grow_colmaker,prune"),
+            ("monotone_constraints", "(1,0)"),
+            ("interaction_constraints", "[[1,2]]"),
+            ("base_score", "0.5"),
+            ("seed", "7"),
+            ("num_parallel_tree", "2"),
+            ("aft_loss_distribution", "logistic"),
+            ("aft_loss_distribution_scale", "1.2"),
+            ("sampling_method", "uniform"),
+            ("prob_buffer_row", "2"),
+            ("nthread", "1"),
+            ("verbosity", "1"),
+            ("deterministic_histogram", "true"),
+        ];
+        let mut refused = Vec::new();
+        for (name, value) in samples {
+            let mut pairs = vec![("num_round", "2"), (*name, *value)];
+            if *name == "monotone_constraints" || *name == "interaction_constraints" {
+                pairs.push(("tree_method", "exact"));
+            }
+            let h = hp(&pairs).unwrap_or_else(|e| panic!("{name}={value}: {e}"));
+            if let Err(e) = hessboost::prelude::TrainingParams::from_xgboost(h.xgboost_params()) {
+                refused.push(format!("{name}={value}: {e}"));
+            }
+        }
+        eprintln!("refused by the engine:\n{}", refused.join("\n"));
+        // The seed's and the tuning step's hyperparameters are all honoured.
+        assert!(
+            !refused.iter().any(|r| [
+                "eta=",
+                "gamma=",
+                "max_depth=",
+                "subsample=",
+                "lambda=",
+                "alpha=",
+                "min_child_weight="
+            ]
+            .iter()
+            .any(|p| r.starts_with(p))),
+            "{refused:?}"
+        );
+    }
 
     fn hp(pairs: &[(&str, &str)]) -> Result<Hyperparameters, HyperparameterError> {
         Hyperparameters::parse(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())

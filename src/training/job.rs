@@ -133,6 +133,9 @@ fn read_hyperparameters(path: &Path) -> Result<BTreeMap<String, String>, Error> 
 pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
     let ml = &config.ml;
     let hp = Hyperparameters::parse(&read_hyperparameters(&ml.hyperparameters())?)?;
+    if let Some(reason) = hp.unsupported() {
+        return Err(Error::Unsupported(reason));
+    }
     let channels: BTreeMap<String, ChannelConfig> = read_json(&ml.input_data_config())?;
     let resources: ResourceConfig = read_json(&ml.resource_config())?;
 
