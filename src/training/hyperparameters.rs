@@ -441,9 +441,11 @@ impl Hyperparameters {
             "_num_cv_round",
             "use_dask_gpu_training",
             "eval_metric",
-            // No effect here: one host, CPU prediction, and our training is always deterministic.
+            // No effect here: one host, CPU prediction, our training is always deterministic,
+            // and verbosity only sets XGBoost's own log level (ours is SAGESTEP_LOG).
             "dsplit",
             "deterministic_histogram",
+            "verbosity",
         ];
         let mut map = Map::new();
         for (name, value) in &self.values {
