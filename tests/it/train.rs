@@ -286,3 +286,30 @@ fn auto_mpg_validation_rmse_is_in_line_with_python_xgboost() {
     assert!((a - b).abs() / b < 0.08, "sagestep {ours:?} vs xgboost {theirs:?}");
     assert!(a < 5.0, "a sane RMSE on this data (MSE in single digits)");
 }
+
+/// Row and column sampling use XGBoost's own generator there, so only the distribution can
+/// match: our mean validation metric over seeds 0 to 9 within one XGBoost standard deviation
+/// of XGBoost's mean (case.json).
+#[test]
+fn sampled_training_matches_xgboost_in_distribution() {
+    let dir = training_fixtures().join("reg_sampled");
+    let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let reference = &case["validation_metric_over_seeds_0_to_9"];
+    let (xgb_mean, xgb_sd) = (reference["mean"].as_f64().unwrap(), reference["sd"].as_f64().unwrap());
+    let base: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("hyperparameters.json")).unwrap()).unwrap();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let mut values = Vec::new();
+    for seed in 0..10 {
+        let mut hp = base.clone();
+        hp.insert("seed".into(), serde_json::Value::from(seed.to_string()));
+        let ml = job(&read("train.csv"), Some(&read("validation.csv")), &serde_json::Value::Object(hp).to_string());
+        assert_success(&run(&ml));
+        let metrics: serde_json::Value = serde_json::from_str(&ml.read("output/data/metrics.json")).unwrap();
+        let value = metrics.as_object().unwrap().iter().find(|(k, _)| k.starts_with("validation:")).unwrap().1.as_f64().unwrap();
+        values.push(value);
+    }
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    eprintln!("reg_sampled: sagestep mean {mean:.4}, XGBoost mean {xgb_mean:.4} (sd {xgb_sd:.4})");
+    assert!((mean - xgb_mean).abs() <= xgb_sd, "ours {values:?}");
+}
