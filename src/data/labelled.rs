@@ -16,6 +16,9 @@ pub enum ContentType {
     Csv,
     #[serde(rename = "text/libsvm")]
     Libsvm,
+    /// The label is the first column; every column numeric, null = missing.
+    #[serde(rename = "application/x-parquet")]
+    Parquet,
 }
 
 impl ContentType {
@@ -25,6 +28,7 @@ impl ContentType {
         match base.as_str() {
             "csv" | "text/csv" => Some(Self::Csv),
             "libsvm" | "text/libsvm" | "text/x-libsvm" => Some(Self::Libsvm),
+            "parquet" | "application/x-parquet" => Some(Self::Parquet),
             _ => None,
         }
     }
@@ -74,6 +78,9 @@ pub fn data_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// Read label-first rows. With `csv_weights`, a CSV's second column is the row weight.
 pub fn read(path: &Path, content_type: Option<ContentType>, csv_weights: bool) -> Result<Labelled, DataError> {
     let files = data_files(path)?;
+    if content_type == Some(ContentType::Parquet) {
+        return read_parquet(path, files);
+    }
     let mut out = Labelled::default();
     let mut sparse: Vec<Vec<(usize, f32)>> = Vec::new();
     let mut kind = content_type;
@@ -101,6 +108,7 @@ pub fn read(path: &Path, content_type: Option<ContentType>, csv_weights: bool) -
             let at = |column: Option<String>| Position { file: file.clone(), line: line_no, column };
             match *kind.get_or_insert_with(|| ContentType::sniff(text)) {
                 ContentType::Csv => csv_row(text, csv_weights, &mut out, &at)?,
+                ContentType::Parquet => unreachable!("Parquet is read whole, above"),
                 ContentType::Libsvm => sparse.push(libsvm_row(text, &mut out, &at)?),
             }
         }
@@ -119,6 +127,77 @@ pub fn read(path: &Path, content_type: Option<ContentType>, csv_weights: bool) -
     }
     out.files = files;
     out.content_type = kind.unwrap_or_default();
+    Ok(out)
+}
+
+/// Parquet files, label first: numbers of any width, booleans as 0/1, null as missing.
+fn read_parquet(path: &Path, files: Vec<PathBuf>) -> Result<Labelled, DataError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+
+    let mut out = Labelled { content_type: ContentType::Parquet, ..Default::default() };
+    for file in &files {
+        let malformed = |row: u64, column: Option<String>, problem: String| DataError::Malformed {
+            at: Position { file: file.clone(), line: row, column },
+            problem,
+        };
+        let handle = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
+        let reader = SerializedFileReader::new(handle)
+            .map_err(|e| malformed(0, None, format!("not a readable Parquet file: {e}")))?;
+        let columns = reader.metadata().file_metadata().schema_descr().num_columns();
+        if columns < 2 {
+            return Err(malformed(0, None, format!("{columns} columns; a label and at least one feature are needed")));
+        }
+        if out.labels.is_empty() {
+            out.cols = columns - 1;
+        } else if columns - 1 != out.cols {
+            return Err(malformed(
+                0,
+                None,
+                format!("{} feature columns; the files before have {}", columns - 1, out.cols),
+            ));
+        }
+        let rows = reader.get_row_iter(None).map_err(|e| malformed(0, None, e.to_string()))?;
+        for (r, row) in rows.enumerate() {
+            let row_no = r as u64 + 1;
+            let row = row.map_err(|e| malformed(row_no, None, format!("cannot be read: {e}")))?;
+            for (c, (name, field)) in row.get_column_iter().enumerate() {
+                let value = match field {
+                    Field::Null => f32::NAN,
+                    Field::Bool(b) => f32::from(u8::from(*b)),
+                    Field::Byte(v) => f32::from(*v),
+                    Field::Short(v) => f32::from(*v),
+                    Field::Int(v) => *v as f32,
+                    Field::Long(v) => *v as f32,
+                    Field::UByte(v) => f32::from(*v),
+                    Field::UShort(v) => f32::from(*v),
+                    Field::UInt(v) => *v as f32,
+                    Field::ULong(v) => *v as f32,
+                    Field::Float(v) => *v,
+                    Field::Double(v) => *v as f32,
+                    other => {
+                        return Err(malformed(row_no, Some(name.clone()), format!("{other} is not a number")));
+                    }
+                };
+                if c == 0 {
+                    if !value.is_finite() {
+                        return Err(malformed(
+                            row_no,
+                            Some(name.clone()),
+                            "the label (first column) must be a finite number".into(),
+                        ));
+                    }
+                    out.labels.push(value);
+                } else {
+                    out.features.push(value);
+                }
+            }
+        }
+    }
+    if out.labels.is_empty() {
+        return Err(DataError::Empty { path: path.to_path_buf() });
+    }
+    out.files = files;
     Ok(out)
 }
 

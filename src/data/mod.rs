@@ -17,7 +17,11 @@ pub struct Position {
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}, line {}", self.file.display(), self.line)?;
+        write!(f, "{}", self.file.display())?;
+        // Line 0 means the whole file (a file-level problem).
+        if self.line > 0 {
+            write!(f, ", line {}", self.line)?;
+        }
         if let Some(column) = &self.column {
             write!(f, ", column `{column}`")?;
         }

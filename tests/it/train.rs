@@ -293,7 +293,8 @@ fn auto_mpg_validation_rmse_is_in_line_with_python_xgboost() {
 #[test]
 fn sampled_training_matches_xgboost_in_distribution() {
     let dir = training_fixtures().join("reg_sampled");
-    let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
     let reference = &case["validation_metric_over_seeds_0_to_9"];
     let (xgb_mean, xgb_sd) = (reference["mean"].as_f64().unwrap(), reference["sd"].as_f64().unwrap());
     let base: serde_json::Map<String, serde_json::Value> =
@@ -306,10 +307,48 @@ fn sampled_training_matches_xgboost_in_distribution() {
         let ml = job(&read("train.csv"), Some(&read("validation.csv")), &serde_json::Value::Object(hp).to_string());
         assert_success(&run(&ml));
         let metrics: serde_json::Value = serde_json::from_str(&ml.read("output/data/metrics.json")).unwrap();
-        let value = metrics.as_object().unwrap().iter().find(|(k, _)| k.starts_with("validation:")).unwrap().1.as_f64().unwrap();
+        let value = metrics
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.starts_with("validation:"))
+            .unwrap()
+            .1
+            .as_f64()
+            .unwrap();
         values.push(value);
     }
     let mean = values.iter().sum::<f64>() / values.len() as f64;
     eprintln!("reg_sampled: sagestep mean {mean:.4}, XGBoost mean {xgb_mean:.4} (sd {xgb_sd:.4})");
     assert!((mean - xgb_mean).abs() <= xgb_sd, "ours {values:?}");
+}
+
+/// `application/x-parquet` channels (label first column): reg_exact from Parquet
+/// (tests/data/parquet, made by its make.py) trains the same model as from CSV.
+#[test]
+fn parquet_channels_train_like_csv() {
+    let data = crate::util::repo().join("tests/data/parquet");
+    let ml = MlTree::new();
+    ml.write("input/data/train/part-0.parquet", std::fs::read(data.join("train.parquet")).unwrap());
+    ml.write("input/data/validation/part-0.parquet", std::fs::read(data.join("validation.parquet")).unwrap());
+    ml.write(
+        "input/config/inputdataconfig.json",
+        r#"{"train": {"ContentType": "application/x-parquet"}, "validation": {"ContentType": "application/x-parquet"}}"#,
+    );
+    let dir = training_fixtures().join("reg_exact");
+    ml.write("input/config/hyperparameters.json", std::fs::read(dir.join("hyperparameters.json")).unwrap());
+    assert_success(&run(&ml));
+    let diff = max_relative_difference(&predict_test(&ml, &dir), &read_csv(&dir.join("pred.csv")).concat());
+    assert!(diff < 1e-5, "max relative difference {diff}");
+
+    let bad = MlTree::new();
+    bad.write("input/data/train/x.parquet", "1,2,3\n");
+    bad.write("input/config/inputdataconfig.json", r#"{"train": {"ContentType": "application/x-parquet"}}"#);
+    bad.write("input/config/hyperparameters.json", r#"{"num_round": "2"}"#);
+    assert_eq!(run(&bad).status.code(), Some(1));
+    assert!(
+        bad.read("output/failure").contains("x.parquet: not a readable Parquet file"),
+        "{}",
+        bad.read("output/failure")
+    );
 }
