@@ -107,7 +107,7 @@ pub fn run(config: &Config) -> Result<Evaluation, Error> {
     if data.cols > expected || (data.cols < expected && !sparse) {
         return Err(Error::Width { path: config.test_data.clone(), given: data.cols, expected });
     }
-    let features = widen(&data.features, data.cols, expected);
+    let features = data.widened(expected);
     let rows = Matrix::new(&features, expected.max(1));
     let predictions = ensemble.predict(&rows, TreeLimit::SageMaker);
     tracing::info!(rows = data.rows(), members = ensemble.members.len(), "predicted the test set");
@@ -150,19 +150,6 @@ pub fn run(config: &Config) -> Result<Evaluation, Error> {
     }
     write_report(&config.output_dir.join(EVALUATION_FILE), &evaluation)?;
     Ok(evaluation)
-}
-
-/// Pad each row with missing values up to the model's width.
-fn widen(features: &[f32], cols: usize, width: usize) -> Vec<f32> {
-    if cols == width {
-        return features.to_vec();
-    }
-    let rows = features.len() / cols.max(1);
-    let mut out = vec![f32::NAN; rows * width];
-    for r in 0..rows {
-        out[r * width..r * width + cols].copy_from_slice(&features[r * cols..(r + 1) * cols]);
-    }
-    out
 }
 
 fn check_labels(labels: &[f32], classes: usize, objective: &str) -> Result<(), Error> {

@@ -58,6 +58,19 @@ impl Labelled {
     pub fn rows(&self) -> usize {
         self.labels.len()
     }
+
+    /// The features as rows `width` wide (at least `cols`): narrower rows, as sparse libsvm
+    /// data gives, are padded with missing values.
+    pub fn widened(&self, width: usize) -> std::borrow::Cow<'_, [f32]> {
+        if width == self.cols {
+            return std::borrow::Cow::Borrowed(&self.features);
+        }
+        let mut wide = vec![f32::NAN; self.rows() * width];
+        for (r, row) in self.features.chunks(self.cols.max(1)).enumerate() {
+            wide[r * width..r * width + row.len()].copy_from_slice(row);
+        }
+        std::borrow::Cow::Owned(wide)
+    }
 }
 
 /// Every regular file at `path`, refusing hidden files (a leftover temporary file must never

@@ -152,6 +152,59 @@ impl Tree {
         self.depth = depth_of.into_iter().max().unwrap_or(0);
     }
 
+    /// The nodes a row passes through, root to leaf, appended to `path`.
+    pub fn path(&self, row: &[f32], path: &mut Vec<usize>) {
+        let mut i = 0usize;
+        loop {
+            path.push(i);
+            let node = self.nodes[i];
+            if node.left < 0 {
+                return;
+            }
+            let v = row.get(node.feature()).copied().unwrap_or(f32::NAN);
+            let go_left = if v.is_nan() {
+                node.default_left()
+            } else if node.is_categorical() {
+                !self.in_category(i as u32, v)
+            } else {
+                v < node.value
+            };
+            i = if go_left { node.left as usize } else { node.right as usize };
+        }
+    }
+
+    /// XGBoost's `prune` updater: a split whose children are both leaves and whose loss
+    /// change is below `min_split_loss` becomes a leaf worth `eta * weight`, bottom-up until
+    /// nothing changes (the result does not depend on the order). `weights` holds every
+    /// node's unscaled weight. Returns the number of splits removed.
+    pub fn prune(&mut self, min_split_loss: f32, eta: f32, weights: &[f32]) -> usize {
+        let mut removed = 0;
+        loop {
+            let mut changed = false;
+            for i in (0..self.nodes.len()).rev() {
+                let node = self.nodes[i];
+                if node.is_leaf() || self.stats.len() != self.nodes.len() {
+                    continue;
+                }
+                let both_leaves = self.nodes[node.left as usize].is_leaf() && self.nodes[node.right as usize].is_leaf();
+                if both_leaves && self.stats[i].loss_change < min_split_loss {
+                    self.nodes[i] = Node::leaf(eta * weights[i]);
+                    self.stats[i].base_weight = weights[i];
+                    self.categories.retain(|(n, _)| *n as usize != i);
+                    removed += 1;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        if removed > 0 {
+            self.lay_out_breadth_first();
+        }
+        removed
+    }
+
     /// The leaf value reached by `row` (missing = NaN or beyond the row's end).
     #[inline]
     pub fn leaf_value(&self, row: &[f32]) -> f32 {

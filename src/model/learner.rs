@@ -477,6 +477,33 @@ fn objective_document(objective: &Objective, num_class: usize) -> Value {
     obj(fields)
 }
 
+/// `doc` (a learner document) with its trees replaced by `forest`'s, everything else as it
+/// was: for editing another writer's model without changing how it says the rest.
+pub fn with_trees(doc: &Value, forest: &Forest) -> Result<Value, ModelError> {
+    let trees =
+        Value::Array(forest.trees.iter().enumerate().map(|(i, t)| write_tree(t, i, forest.num_feature)).collect());
+    let mut doc = doc.clone();
+    if replace_trees(&mut doc, &trees) {
+        Ok(doc)
+    } else {
+        Err(ModelError::Invalid("the document holds no `trees` list to replace".into()))
+    }
+}
+
+fn replace_trees(value: &mut Value, trees: &Value) -> bool {
+    let Value::Object(fields) = value else { return false };
+    for (key, v) in fields.iter_mut() {
+        if key == "trees" && matches!(v, Value::Array(_)) {
+            *v = trees.clone();
+            return true;
+        }
+        if replace_trees(v, trees) {
+            return true;
+        }
+    }
+    false
+}
+
 fn write_tree(tree: &Tree, id: usize, num_feature: usize) -> Value {
     let n = tree.nodes.len();
     let mut parents = vec![2147483647i32; n];

@@ -180,6 +180,38 @@ pub enum Parsed {
     Nested(Vec<Vec<i64>>),
 }
 
+/// What XGBoost's post-growth prune needs: the node weight rule and the threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrunePlan {
+    pub gamma: f32,
+    pub eta: f32,
+    pub alpha: f64,
+    pub lambda: f64,
+    pub min_child_weight: f64,
+    pub max_delta_step: f64,
+}
+
+impl PrunePlan {
+    /// XGBoost's `CalcWeight` from a node's gradient sums, in double, stored as f32.
+    pub fn weight(&self, g: f64, h: f64) -> f32 {
+        if h < self.min_child_weight || h <= 0.0 {
+            return 0.0;
+        }
+        let thresholded = if g > self.alpha {
+            g - self.alpha
+        } else if g < -self.alpha {
+            g + self.alpha
+        } else {
+            0.0
+        };
+        let mut w = -thresholded / (h + self.lambda);
+        if self.max_delta_step != 0.0 && w.abs() > self.max_delta_step {
+            w = self.max_delta_step.copysign(w);
+        }
+        w as f32
+    }
+}
+
 /// Validated hyperparameters: what the SageMaker layer uses, and XGBoost's parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hyperparameters {
@@ -350,6 +382,41 @@ impl Hyperparameters {
             Some(Parsed::Text(t)) => Some(t),
             _ => None,
         }
+    }
+
+    pub fn float(&self, key: &str) -> Option<f64> {
+        match self.values.get(key) {
+            Some(Parsed::Float(f)) => Some(*f),
+            Some(Parsed::Int(i)) => Some(*i as f64),
+            _ => None,
+        }
+    }
+
+    /// `gamma` under `tree_method=exact`: XGBoost grows such trees without gamma and prunes
+    /// them afterwards. `Ok(Some)` when that pass applies and we can redo it exactly (every
+    /// row in every round, squared error); `Err` with the reason when it applies but we cannot.
+    pub fn exact_prune(&self) -> Result<Option<PrunePlan>, String> {
+        let Some(gamma) = self.float("gamma").filter(|g| *g > 0.0) else { return Ok(None) };
+        if self.text("tree_method") != Some("exact") {
+            return Ok(None);
+        }
+        if !matches!(self.objective(), "reg:squarederror" | "reg:linear") {
+            return Err(format!("objective `{}`", self.objective()));
+        }
+        if self.float("subsample").is_some_and(|s| s < 1.0) {
+            return Err("subsample below 1".into());
+        }
+        if !matches!(self.text("booster"), None | Some("gbtree")) {
+            return Err("a booster other than gbtree".into());
+        }
+        Ok(Some(PrunePlan {
+            gamma: gamma as f32,
+            eta: self.float("eta").unwrap_or(0.3) as f32,
+            alpha: self.float("alpha").unwrap_or(0.0),
+            lambda: self.float("lambda").unwrap_or(1.0),
+            min_child_weight: self.float("min_child_weight").unwrap_or(1.0),
+            max_delta_step: self.float("max_delta_step").unwrap_or(0.0),
+        }))
     }
 
     pub fn objective(&self) -> &str {

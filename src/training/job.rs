@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use hessboost::prelude::{BoostedModel, DMatrix, ModelFormat, Trainer, TrainingParams};
 use serde::Deserialize;
 
-use super::hyperparameters::{HyperparameterError, Hyperparameters};
+use super::hyperparameters::{HyperparameterError, Hyperparameters, PrunePlan};
 use crate::contract::MlRoot;
 use crate::contract::failure::{Fault, StepError};
 use crate::data::DataError;
@@ -224,6 +224,20 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
     let dvalid = validation.as_ref().map(|v| matrix(v, cols)).transpose()?;
     let mut xgb = hp.xgboost_params();
     xgb.entry("nthread").or_insert_with(|| serde_json::Value::from(crate::parallel::cores()));
+    // gamma under exact: XGBoost grows without gamma and prunes after each round.
+    let prune = match hp.exact_prune() {
+        Ok(plan) => plan,
+        Err(reason) => {
+            tracing::warn!(
+                "gamma with tree_method=exact and {reason}: splits below gamma are refused while growing, \
+                 not pruned afterwards as XGBoost does; trees may differ slightly from XGBoost's"
+            );
+            None
+        }
+    };
+    if prune.is_some() {
+        xgb.insert("gamma".into(), serde_json::Value::from(0.0));
+    }
     let params = TrainingParams::from_xgboost(xgb).map_err(|e| Error::Unsupported(e.to_string()))?;
 
     // Resume from the newest valid checkpoint.
@@ -250,7 +264,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
         if done >= hp.num_round || stopper.finished() {
             break;
         }
-        let chunk = every.min(hp.num_round - done);
+        // Pruning edits each round's trees before the next round sees them.
+        let chunk = if prune.is_some() { 1 } else { every.min(hp.num_round - done) };
         let mut trainer = Trainer::new(&params, &dtrain, chunk).eval(&dtrain, "train");
         if let Some(v) = &dvalid {
             trainer = trainer.eval(v, "validation");
@@ -283,8 +298,16 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
             })
             .train()
             .map_err(|e| Error::Engine(e.to_string()))?;
-        model = Some(result.model);
-        save_checkpoint(&checkpoint_dir, model.as_ref().unwrap())?;
+        let mut trained = result.model;
+        if let Some(plan) = &prune {
+            trained = prune_last_round(&trained, plan, &train, cols)?;
+        }
+        let rounds_now = trained.num_boost_rounds();
+        model = Some(trained);
+        let checkpoint_due = prune.is_none() || rounds_now % every == 0 || rounds_now >= hp.num_round;
+        if checkpoint_due || stopped_by_signal || stopper.finished() {
+            save_checkpoint(&checkpoint_dir, model.as_ref().unwrap())?;
+        }
         if stopped_by_signal {
             tracing::warn!("SIGTERM: stopped between rounds after a checkpoint");
             break;
@@ -304,15 +327,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
 }
 
 fn matrix(data: &Labelled, cols: usize) -> Result<DMatrix, Error> {
-    let features = if data.cols == cols {
-        data.features.clone()
-    } else {
-        let mut wide = vec![f32::NAN; data.rows() * cols];
-        for r in 0..data.rows() {
-            wide[r * cols..r * cols + data.cols].copy_from_slice(&data.features[r * data.cols..(r + 1) * data.cols]);
-        }
-        wide
-    };
+    let features = data.widened(cols).into_owned();
     let engine = |e: hessboost::prelude::HessboostError| Error::Channel(format!("the data cannot be used: {e}"));
     let mut m = DMatrix::from_dense_vec(features, data.rows(), cols.max(1))
         .map_err(engine)?
@@ -356,6 +371,56 @@ impl EarlyStop {
             _ => false,
         }
     }
+}
+
+/// XGBoost's `prune` updater on the last round's trees (squared error, every row in the
+/// round): node weights from the round's gradient sums, then bottom-up pruning; the edited
+/// trees go back to the engine through XGBoost's JSON, everything else as it exported it.
+fn prune_last_round(
+    model: &BoostedModel,
+    plan: &PrunePlan,
+    data: &Labelled,
+    cols: usize,
+) -> Result<BoostedModel, Error> {
+    use crate::model::{Matrix, learner, value};
+    let fail = |what: &str, e: String| Error::Engine(format!("pruning ({what}): {e}"));
+    let exported = model.encode(ModelFormat::XgboostJson).map_err(|e| fail("export", e.to_string()))?;
+    let doc = value::parse_json(&exported).map_err(|e| fail("read", e.to_string()))?;
+    let mut forest = learner::from_document(&doc).map_err(|e| fail("read", e.to_string()))?;
+    let last = forest.round_bounds[forest.round_bounds.len().saturating_sub(2)]..forest.trees.len();
+
+    // Gradients as XGBoost computes them before this round: f32 (margin - label) * weight.
+    let features = data.widened(cols);
+    let rows = Matrix::new(&features, cols);
+    let mut margins = vec![0.0f32; rows.rows()];
+    forest.predict_margin(&rows, 0..last.start, &mut margins);
+    let weight = |r: usize| data.weights.as_ref().map_or(1.0f32, |w| w[r]);
+
+    let mut removed = 0;
+    let mut path = Vec::new();
+    for t in last {
+        let tree = &forest.trees[t];
+        let mut sums = vec![(0.0f64, 0.0f64); tree.nodes.len()];
+        for (r, (margin, label)) in margins.iter().zip(&data.labels).enumerate() {
+            let w = weight(r);
+            let (g, h) = ((margin - label) * w, w);
+            path.clear();
+            tree.path(rows.row(r), &mut path);
+            for &n in &path {
+                sums[n].0 += f64::from(g);
+                sums[n].1 += f64::from(h);
+            }
+        }
+        let weights: Vec<f32> = sums.iter().map(|&(g, h)| plan.weight(g, h)).collect();
+        removed += forest.trees[t].prune(plan.gamma, plan.eta, &weights);
+    }
+    if removed == 0 {
+        return BoostedModel::decode(&exported, ModelFormat::XgboostJson).map_err(|e| fail("import", e.to_string()));
+    }
+    let edited = learner::with_trees(&doc, &forest).map_err(|e| fail("edit", e.to_string()))?;
+    let mut text = String::new();
+    value::write_json(&edited, &mut text);
+    BoostedModel::decode(text.as_bytes(), ModelFormat::XgboostJson).map_err(|e| fail("import", e.to_string()))
 }
 
 /// The newest checkpoint that loads; unreadable ones (a partial upload) are skipped.
