@@ -56,3 +56,37 @@ fn python_xgboost_loads_our_models_with_identical_predictions() {
     checked.dedup();
     eprintln!("checked with xgboost {checked:?}");
 }
+
+/// A model our trainer wrote loads in every installed Python xgboost with the predictions
+/// our model module gives, bit for bit.
+#[test]
+fn python_xgboost_loads_a_model_our_trainer_wrote() {
+    let pythons = pythons();
+    if pythons.is_empty() {
+        eprintln!("SKIPPED: no Python with xgboost (run scripts/python-xgboost)");
+        return;
+    }
+    let case = crate::util::shared().join("fixtures/training/binary_exact");
+    let ml = crate::util::MlTree::new();
+    ml.write("input/data/train/train.csv", std::fs::read(case.join("train.csv")).unwrap());
+    ml.write("input/config/inputdataconfig.json", r#"{"train": {"ContentType": "text/csv"}}"#);
+    ml.write("input/config/hyperparameters.json", std::fs::read(case.join("hyperparameters.json")).unwrap());
+    crate::util::assert_success(&ml.run(env!("CARGO_BIN_EXE_train"), &[]));
+    let model_path = ml.path("model/xgboost-model");
+    let forest = model::load(&std::fs::read(&model_path).unwrap()).unwrap().forest;
+    let x: Vec<f32> = read_csv(&case.join("test.csv")).concat();
+    let ours: Vec<u32> = forest
+        .predict(&sagestep::model::Matrix::new(&x, 8), sagestep::model::TreeLimit::All)
+        .iter()
+        .map(|p| p.to_bits())
+        .collect();
+    let script = crate::util::repo().join("tests/python/predict.py");
+    for python in &pythons {
+        let out = ml.path("python-pred.csv");
+        let run =
+            Command::new(python).arg(&script).arg(&model_path).arg(case.join("test.csv")).arg(&out).output().unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let theirs: Vec<u32> = read_csv(&out).concat().iter().map(|p| p.to_bits()).collect();
+        assert_eq!(theirs, ours, "xgboost {}", String::from_utf8_lossy(&run.stdout).trim());
+    }
+}

@@ -353,3 +353,29 @@ fn parquet_channels_train_like_csv() {
         bad.read("output/failure")
     );
 }
+
+/// Early stopping on the tuning metric: training stops once validation RMSE has not improved
+/// for `early_stopping_rounds` rounds; the model keeps every round and records the best one.
+#[test]
+fn early_stopping_keeps_the_best_iteration() {
+    let dir = training_fixtures().join("reg_exact");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let hp = r#"{"num_round": "500", "max_depth": "6", "eta": "0.5", "tree_method": "exact",
+                 "early_stopping_rounds": "5", "eval_metric": "mae", "_tuning_objective_metric": "validation:rmse"}"#;
+    let ml = job(&read("train.csv"), Some(&read("validation.csv")), hp);
+    let out = run(&ml);
+    assert_success(&out);
+    let log = String::from_utf8_lossy(&out.stdout);
+    let rounds = log.lines().count();
+    assert!(rounds < 500, "stopped early after {rounds} rounds");
+    // eval_metric, then the tuning metric last (the one early stopping watches).
+    let fields: Vec<&str> = log.lines().next().unwrap().split('\t').collect();
+    assert_eq!(fields.len(), 5, "{fields:?}");
+    assert!(fields[3].starts_with("validation-mae:") && fields[4].starts_with("validation-rmse:"), "{fields:?}");
+    let metrics: serde_json::Value = serde_json::from_str(&ml.read("output/data/metrics.json")).unwrap();
+    let best = metrics["best_iteration"].as_u64().unwrap() as usize;
+    assert_eq!(best + 5, rounds - 1, "stopped 5 rounds after the best");
+    let forest = model::load(&std::fs::read(ml.path("model/xgboost-model")).unwrap()).unwrap().forest;
+    assert_eq!(forest.rounds(), rounds);
+    assert_eq!(forest.best_iteration, Some(best));
+}
