@@ -165,14 +165,8 @@ fn check_labels(labels: &[f32], classes: usize, objective: &str) -> Result<(), E
 }
 
 fn write_report(path: &Path, evaluation: &Evaluation) -> Result<(), Error> {
-    let write_err = |source| Error::Write { path: path.to_path_buf(), source };
-    let dir = path.parent().expect("a report path has a directory");
-    std::fs::create_dir_all(dir).map_err(write_err)?;
-    let mut text = serde_json::to_string_pretty(evaluation).map_err(|e| write_err(std::io::Error::other(e)))?;
+    let mut text = serde_json::to_string_pretty(evaluation).expect("the report serializes");
     text.push('\n');
-    let tmp = dir.join(format!(".{EVALUATION_FILE}.partial"));
-    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        write_err(e)
-    })
+    crate::storage::write_atomic(path, text.as_bytes())
+        .map_err(|source| Error::Write { path: path.to_path_buf(), source })
 }

@@ -272,8 +272,7 @@ fn write_staged(
     let write_err = |source| Error::Write { path: path.to_path_buf(), source };
     let dir = path.parent().expect("output paths have a parent");
     std::fs::create_dir_all(dir).map_err(write_err)?;
-    let name = path.file_name().expect("output paths have a name").to_string_lossy();
-    let tmp = dir.join(format!(".{name}.partial"));
+    let tmp = crate::storage::partial_path(path);
     let result = (|| {
         let file = std::fs::File::create(&tmp)?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);

@@ -1,6 +1,6 @@
 //! Where step inputs and outputs live: a local path, a `file://` URI, or (later) S3.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocationError {
@@ -54,6 +54,34 @@ impl Location {
     }
 }
 
+/// Where a file is written before it is renamed into place: `.<name>.partial` beside it, so
+/// that the rename is atomic (one filesystem) and a leftover is hidden (data readers refuse
+/// hidden files rather than read half a file).
+pub fn partial_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.partial"))
+}
+
+/// Write `bytes` to `path` whole or not at all: to the partial file, synced, then renamed.
+/// On failure the partial file is removed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = partial_path(path);
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +94,19 @@ mod tests {
         assert!(Location::parse("file://rel").is_err());
         assert!(Location::parse("http://x/y").is_err());
         assert!(Location::parse("s3:///k").is_err());
+    }
+
+    #[test]
+    fn atomic_writes_leave_the_whole_file_and_no_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/report.json");
+        write_atomic(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        assert!(!partial_path(&path).exists());
+        assert_eq!(partial_path(&path).file_name().unwrap(), ".report.json.partial");
+        // A directory in the way: an error, and no partial file left behind.
+        std::fs::create_dir_all(dir.path().join("c/x")).unwrap();
+        assert!(write_atomic(&dir.path().join("c/x"), b"1").is_err());
+        assert!(!dir.path().join("c/.x.partial").exists());
     }
 }

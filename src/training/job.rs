@@ -467,23 +467,8 @@ fn save_checkpoint(dir: &Path, model: &BoostedModel) -> Result<(), Error> {
     Ok(())
 }
 
-/// Write to a hidden temporary file beside `path`, then rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let write_err = |source| Error::Write { path: path.to_path_buf(), source };
-    let dir = path.parent().expect("a file path has a directory");
-    std::fs::create_dir_all(dir).map_err(write_err)?;
-    let tmp = dir.join(format!(".{}.partial", path.file_name().expect("a name").to_string_lossy()));
-    let result = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    match result.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(write_err(e))
-        }
-    }
+    crate::storage::write_atomic(path, bytes).map_err(|source| Error::Write { path: path.to_path_buf(), source })
 }
 
 /// The model as XGBoost's UBJSON, re-read and written by our own writer, so that XGBoost
