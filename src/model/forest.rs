@@ -396,9 +396,9 @@ impl Forest {
     }
 
     fn transform_scalar(&self, margin: f32) -> f32 {
-        let mut one = [margin];
-        self.transform(&mut one, &mut Vec::new());
-        one[0]
+        let mut out = Vec::with_capacity(1);
+        self.transform(&mut [margin], &mut out);
+        out[0]
     }
 
     /// Sum the trees in `trees` (a range of tree indices) into `margins` (`rows x groups`),
@@ -619,5 +619,44 @@ impl<'a> Matrix<'a> {
 
     fn slice(&self, first_row: usize, rows: usize) -> Matrix<'a> {
         Matrix { data: &self.data[first_row * self.cols..(first_row + rows) * self.cols], cols: self.cols }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forest(objective: Objective, base_score: f32, version: Option<Version>) -> Forest {
+        Forest {
+            objective,
+            num_feature: 1,
+            num_groups: 1,
+            base_score: vec![base_score],
+            trees: vec![Tree { nodes: vec![Node::leaf(0.0)], ..Default::default() }],
+            tree_group: vec![0],
+            tree_weights: None,
+            round_bounds: vec![0, 1],
+            num_parallel_tree: 1,
+            best_iteration: None,
+            best_ntree_limit: None,
+            feature_names: Vec::new(),
+            feature_types: Vec::new(),
+            version,
+            attributes: Vec::new(),
+        }
+    }
+
+    /// Before 1.0 the binary stored base_score as a margin: XGBoost transforms it to
+    /// probability space at load and back, so a stored margin of 0.25 predicts from 0.25.
+    #[test]
+    fn a_pre_1_0_base_score_is_a_margin() {
+        let old = forest(Objective::Logistic("binary:logistic".into()), 0.25, Some(Version(0, 90, 0)));
+        let margin = old.base_margin()[0];
+        assert!((margin - 0.25).abs() < 1e-6, "{margin}");
+        // From 1.0 it is a probability: 0.25 is the margin logit(0.25).
+        let new = forest(Objective::Logistic("binary:logistic".into()), 0.25, Some(Version(1, 0, 0)));
+        assert!((new.base_margin()[0] - (0.25f32 / 0.75).ln()).abs() < 1e-6);
+        let poisson = forest(Objective::Exp("count:poisson".into()), 0.5, Some(Version(0, 90, 0)));
+        assert!((poisson.base_margin()[0] - 0.5).abs() < 1e-6);
     }
 }
