@@ -101,6 +101,8 @@ pub fn read(path: &Path, content_type: Option<ContentType>, csv_weights: bool) -
         let mut reader = files::open(file)?.reader;
         let mut line = String::new();
         let mut line_no = 0u64;
+        // Sniffed once per file, from its first line, as the built-in does.
+        let mut delimiter = None;
         loop {
             line.clear();
             let n = reader.read_line(&mut line).map_err(|e| match e.kind() {
@@ -120,7 +122,10 @@ pub fn read(path: &Path, content_type: Option<ContentType>, csv_weights: bool) -
             }
             let at = |column: Option<String>| Position { file: file.clone(), line: line_no, column };
             match *kind.get_or_insert_with(|| ContentType::sniff(text)) {
-                ContentType::Csv => csv_row(text, csv_weights, &mut out, &at)?,
+                ContentType::Csv => {
+                    let d = *delimiter.get_or_insert_with(|| sniff_delimiter(text));
+                    csv_row(text, d, csv_weights, &mut out, &at)?
+                }
                 ContentType::Parquet => unreachable!("Parquet is read whole, above"),
                 ContentType::Libsvm => sparse.push(libsvm_row(text, &mut out, &at)?),
             }
@@ -219,13 +224,18 @@ fn parse_value(field: &str) -> Option<f32> {
     if field.is_empty() { Some(f32::NAN) } else { field.parse::<f32>().ok() }
 }
 
+/// The first of `,` tab `;` `|` in the line, else a comma.
+fn sniff_delimiter(line: &str) -> char {
+    [',', '\t', ';', '|'].into_iter().find(|d| line.contains(*d)).unwrap_or(',')
+}
+
 fn csv_row(
     text: &str,
+    delimiter: char,
     csv_weights: bool,
     out: &mut Labelled,
     at: &dyn Fn(Option<String>) -> Position,
 ) -> Result<(), DataError> {
-    let delimiter = [',', '\t', ';', '|'].into_iter().find(|d| text.contains(*d)).unwrap_or(',');
     let mut fields = text.split(delimiter);
     let label_text = fields.next().unwrap_or("");
     let label = parse_value(label_text).filter(|l| l.is_finite()).ok_or_else(|| DataError::Malformed {

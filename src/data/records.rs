@@ -237,10 +237,6 @@ impl RecordReader {
         self.dialect
     }
 
-    pub fn file(&self) -> &Path {
-        &self.file
-    }
-
     /// Read the next non-blank line into `record`; its line number, or `None` at the end.
     pub fn read(&mut self, record: &mut Record) -> Result<Option<u64>, DataError> {
         if !std::mem::take(&mut self.pending) {

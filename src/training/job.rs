@@ -425,16 +425,7 @@ fn prune_last_round(
 
 /// The newest checkpoint that loads; unreadable ones (a partial upload) are skipped.
 fn newest_checkpoint(dir: &Path) -> Option<BoostedModel> {
-    let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let rounds = name.strip_prefix(CHECKPOINT_PREFIX)?.parse().ok()?;
-            Some((rounds, e.path()))
-        })
-        .collect();
-    found.sort();
+    let found = checkpoint_files(dir).ok()?;
     found.into_iter().rev().find_map(|(_, path)| match BoostedModel::load(&path, ModelFormat::Binary) {
         Ok(model) => Some(model),
         Err(e) => {
@@ -444,6 +435,19 @@ fn newest_checkpoint(dir: &Path) -> Option<BoostedModel> {
     })
 }
 
+/// The `xgboost-checkpoint.<rounds>` files in `dir`, oldest first.
+fn checkpoint_files(dir: &Path) -> std::io::Result<Vec<(usize, PathBuf)>> {
+    let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            let rounds = e.file_name().to_string_lossy().strip_prefix(CHECKPOINT_PREFIX)?.parse().ok()?;
+            Some((rounds, e.path()))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 /// `xgboost-checkpoint.<rounds>` in the engine's own format (exact continuation), written
 /// atomically; the newest few are kept.
 fn save_checkpoint(dir: &Path, model: &BoostedModel) -> Result<(), Error> {
@@ -451,15 +455,7 @@ fn save_checkpoint(dir: &Path, model: &BoostedModel) -> Result<(), Error> {
     let path = dir.join(format!("{CHECKPOINT_PREFIX}{rounds}"));
     let bytes = model.encode(ModelFormat::Binary).map_err(|e| Error::Engine(e.to_string()))?;
     write_atomic(&path, &bytes)?;
-    let mut old: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
-        .map_err(|source| Error::Write { path: dir.to_path_buf(), source })?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            Some((name.strip_prefix(CHECKPOINT_PREFIX)?.parse().ok()?, e.path()))
-        })
-        .collect();
-    old.sort();
+    let old = checkpoint_files(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
     let excess = old.len().saturating_sub(CHECKPOINTS_KEPT);
     for (_, path) in old.into_iter().take(excess) {
         let _ = std::fs::remove_file(path);
