@@ -11,6 +11,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod parallel;
+pub mod pipeline;
 pub mod preprocess;
 pub mod serving;
 pub mod storage;

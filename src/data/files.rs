@@ -75,7 +75,7 @@ pub fn digest(path: &Path) -> Result<Digested, DataError> {
     Ok(Digested { sha256: hex(&hasher.finalize()), bytes })
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -1,0 +1,396 @@
+//! How a job's container runs: as one of our binaries in a local process (the `process`
+//! engine), or as the real image under Docker (`docker`), with the same `/opt/ml` tree,
+//! environment and arguments either way. Images that are not ours always run under Docker.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Our four step images, by binary name; an image URI whose repository is `sagestep-<name>`
+/// (any registry, tag or digest) is ours.
+pub const OUR_STEPS: [&str; 4] = ["preprocess", "train", "evaluate", "serve"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Process,
+    Docker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("interrupted")]
+    Interrupted,
+    #[error("could not start `{program}`: {source}")]
+    Start { program: String, source: std::io::Error },
+    #[error("{0}")]
+    Refused(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("the server of `{image}` did not answer /ping with 200 within {seconds} s{detail}")]
+    NotHealthy { image: String, seconds: u64, detail: String },
+}
+
+/// One container to run.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// Unique per run: the container's name under Docker.
+    pub name: String,
+    pub image: String,
+    /// `ContainerEntrypoint` (replaces the image's entrypoint).
+    pub entrypoint: Option<Vec<String>>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// The host directory that is `/opt/ml` inside.
+    pub ml_root: PathBuf,
+    pub network_isolation: bool,
+}
+
+/// How a job's container ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Exit {
+    /// `None` when a signal ended it.
+    pub code: Option<i32>,
+    /// Stopped for running past its deadline (StoppingCondition.MaxRuntimeInSeconds).
+    pub timed_out: bool,
+}
+
+pub struct Engine {
+    pub kind: EngineKind,
+    /// Where our binaries are (beside the `sagestep` executable).
+    bin_dir: PathBuf,
+    interrupted: Arc<AtomicBool>,
+    /// Docker containers alive now, to stop on interrupt.
+    containers: Mutex<Vec<String>>,
+}
+
+/// The step binary an image URI stands for, if it is one of ours.
+pub fn our_binary(image: &str) -> Option<&'static str> {
+    let without_digest = image.split('@').next()?;
+    let last = without_digest.rsplit('/').next()?;
+    let repository = last.split(':').next()?;
+    OUR_STEPS.into_iter().find(|step| repository.strip_prefix("sagestep-") == Some(*step))
+}
+
+impl Engine {
+    pub fn new(kind: EngineKind, bin_dir: PathBuf, interrupted: Arc<AtomicBool>) -> Self {
+        Self { kind, bin_dir, interrupted, containers: Mutex::new(Vec::new()) }
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Whether this container runs as a local process.
+    fn as_process(&self, container: &Container) -> Option<&'static str> {
+        match self.kind {
+            EngineKind::Process => our_binary(&container.image),
+            EngineKind::Docker => None,
+        }
+    }
+
+    /// Run a container to its end, its output (stdout and stderr) going to `log`.
+    pub fn run(&self, container: &Container, log: &Path, deadline: Option<Duration>) -> Result<Exit, EngineError> {
+        let mut command = self.command(container, false)?;
+        let log_file = std::fs::File::create(log)
+            .map_err(|source| EngineError::Io { what: format!("creating {}", log.display()), source })?;
+        let log_err = log_file.try_clone().map_err(|source| EngineError::Io { what: "log".into(), source })?;
+        command.stdin(Stdio::null()).stdout(log_file).stderr(log_err);
+        let program = format!("{:?}", command.get_program());
+        let mut child = command.spawn().map_err(|source| EngineError::Start { program, source })?;
+        let docker_name = self.as_process(container).is_none().then(|| container.name.clone());
+        if let Some(name) = &docker_name {
+            self.containers.lock().expect("lock").push(name.clone());
+        }
+        let exit = self.wait(&mut child, docker_name.as_deref(), deadline);
+        if let Some(name) = &docker_name {
+            self.containers.lock().expect("lock").retain(|n| n != name);
+        }
+        exit
+    }
+
+    /// Wait for a child, stopping it (and its container) on interrupt or past the deadline.
+    fn wait(
+        &self,
+        child: &mut Child,
+        docker_name: Option<&str>,
+        deadline: Option<Duration>,
+    ) -> Result<Exit, EngineError> {
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Ok(Exit { code: status.code(), timed_out: false }),
+                Ok(None) => {}
+                Err(source) => return Err(EngineError::Io { what: "waiting for a job".into(), source }),
+            }
+            let timed_out = deadline.is_some_and(|d| started.elapsed() > d);
+            if self.interrupted() || timed_out {
+                if let Some(name) = docker_name {
+                    let _ = Command::new("docker")
+                        .args(["kill", name])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+                let _ = child.kill();
+                let status = child.wait().ok();
+                if timed_out && !self.interrupted() {
+                    return Ok(Exit { code: status.and_then(|s| s.code()), timed_out: true });
+                }
+                return Err(EngineError::Interrupted);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn command(&self, container: &Container, detached_server: bool) -> Result<Command, EngineError> {
+        if let Some(binary) = self.as_process(container) {
+            return self.process_command(container, binary);
+        }
+        let mut command = Command::new("docker");
+        command.arg("run").arg("--rm").arg("--name").arg(&container.name);
+        if detached_server {
+            command.arg("--detach");
+        } else if container.network_isolation {
+            command.args(["--network", "none"]);
+        }
+        // Files the job writes into the mounted tree belong to the caller, not root.
+        if let Some(user) = current_user() {
+            command.arg("--user").arg(user);
+        }
+        command.arg("--volume").arg(format!("{}:/opt/ml", container.ml_root.display()));
+        for (key, value) in &container.env {
+            command.arg("--env").arg(format!("{key}={value}"));
+        }
+        let mut extra = Vec::new();
+        if let Some(entrypoint) = &container.entrypoint
+            && let Some((first, rest)) = entrypoint.split_first()
+        {
+            command.arg("--entrypoint").arg(first);
+            extra.extend(rest.iter().cloned());
+        }
+        command.arg(&container.image).args(extra).args(&container.args);
+        Ok(command)
+    }
+
+    fn process_command(&self, container: &Container, binary: &str) -> Result<Command, EngineError> {
+        let mut args = Vec::new();
+        if let Some(entrypoint) = &container.entrypoint
+            && let Some((first, rest)) = entrypoint.split_first()
+        {
+            let named = Path::new(first).file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if named != binary {
+                return Err(EngineError::Refused(format!(
+                    "ContainerEntrypoint `{first}` is not the `{binary}` program of image `{}`; the process engine runs only our binaries (use --engine docker)",
+                    container.image
+                )));
+            }
+            args.extend(rest.iter().cloned());
+        }
+        args.extend(container.args.iter().cloned());
+        let program = self.bin_dir.join(binary);
+        if !program.is_file() {
+            return Err(EngineError::Refused(format!(
+                "the process engine needs the `{binary}` binary beside sagestep, at {} (build all binaries: cargo build --release --bins)",
+                program.display()
+            )));
+        }
+        let mut command = Command::new(program);
+        command.args(args.iter().map(|a| rewrite_ml_path(a, &container.ml_root)));
+        command.envs(&container.env);
+        command.env(crate::contract::env::SAGESTEP_ML_ROOT, &container.ml_root);
+        // Its own process group: a Ctrl-C at the terminal reaches the runner, which stops jobs
+        // in order, rather than every job at once.
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+        Ok(command)
+    }
+
+    /// Start a model server for a transform job and wait until `/ping` answers 200.
+    pub fn start_server(&self, container: &Container, log: &Path, timeout: Duration) -> Result<Server, EngineError> {
+        let port = free_port().map_err(|source| EngineError::Io { what: "finding a free port".into(), source })?;
+        let mut container = container.clone();
+        let process = self.as_process(&container).is_some();
+        let log_file = std::fs::File::create(log)
+            .map_err(|source| EngineError::Io { what: format!("creating {}", log.display()), source })?;
+        let log_err = log_file.try_clone().map_err(|source| EngineError::Io { what: "log".into(), source })?;
+        let mut command = if process {
+            container.env.insert(crate::contract::env::SAGEMAKER_BIND_TO_PORT.into(), port.to_string());
+            self.command(&container, true)?
+        } else {
+            let mut command = self.command(&container, true)?;
+            // Publish the port on loopback only; insert before the image name.
+            let args: Vec<_> = command.get_args().map(|a| a.to_os_string()).collect();
+            let image_at = args.iter().position(|a| a == container.image.as_str()).unwrap_or(args.len());
+            let mut fresh = Command::new("docker");
+            fresh
+                .args(&args[..image_at])
+                .arg("--publish")
+                .arg(format!("127.0.0.1:{port}:8080"))
+                .args(&args[image_at..]);
+            command = fresh;
+            command
+        };
+        command.stdin(Stdio::null()).stdout(log_file).stderr(log_err);
+        let program = format!("{:?}", command.get_program());
+        let child = command.spawn().map_err(|source| EngineError::Start { program, source })?;
+        let mut server = Server { port, child: Some(child), container: (!process).then(|| container.name.clone()) };
+        if let Some(name) = &server.container {
+            // `docker run --detach` returns once the container exists.
+            let status = server.child.take().map(|mut c| c.wait());
+            if !matches!(status, Some(Ok(s)) if s.success()) {
+                return Err(EngineError::NotHealthy {
+                    image: container.image.clone(),
+                    seconds: 0,
+                    detail: format!(": docker run failed (see {})", log.display()),
+                });
+            }
+            self.containers.lock().expect("lock").push(name.clone());
+        }
+        let agent = http_agent(Duration::from_secs(2));
+        let started = Instant::now();
+        loop {
+            if self.interrupted() {
+                self.stop_server(&mut server);
+                return Err(EngineError::Interrupted);
+            }
+            if let Ok(response) = agent.get(format!("http://127.0.0.1:{port}/ping")).call()
+                && response.status() == 200
+            {
+                return Ok(server);
+            }
+            if let Some(child) = server.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(EngineError::NotHealthy {
+                    image: container.image,
+                    seconds: started.elapsed().as_secs(),
+                    detail: format!(": the server exited ({status}); see {}", log.display()),
+                });
+            }
+            if started.elapsed() > timeout {
+                self.stop_server(&mut server);
+                return Err(EngineError::NotHealthy {
+                    image: container.image,
+                    seconds: timeout.as_secs(),
+                    detail: String::new(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn stop_server(&self, server: &mut Server) {
+        if let Some(mut child) = server.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(name) = server.container.take() {
+            let _ = Command::new("docker")
+                .args(["rm", "--force", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            self.containers.lock().expect("lock").retain(|n| n != &name);
+        }
+    }
+
+    /// Stop every container still running (after an interrupt).
+    pub fn stop_all(&self) {
+        let names: Vec<String> = self.containers.lock().expect("lock").drain(..).collect();
+        for name in names {
+            let _ = Command::new("docker")
+                .args(["rm", "--force", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// The image's identity for the registry: Docker's image id, or our binary's SHA-256.
+    pub fn image_digest(&self, image: &str) -> Option<String> {
+        if let Some(binary) = self.as_process(&Container {
+            name: String::new(),
+            image: image.to_string(),
+            entrypoint: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            ml_root: PathBuf::new(),
+            network_isolation: false,
+        }) {
+            let digest = crate::data::files::digest(&self.bin_dir.join(binary)).ok()?;
+            return Some(format!("sha256:{} (process engine: the {binary} binary)", digest.sha256));
+        }
+        let output = Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", image]).output().ok()?;
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+}
+
+/// A running model server.
+pub struct Server {
+    pub port: u16,
+    child: Option<Child>,
+    container: Option<String>,
+}
+
+fn rewrite_ml_path(arg: &str, root: &Path) -> String {
+    let root = root.display().to_string();
+    let swap = |s: &str| -> Option<String> {
+        if s == "/opt/ml" {
+            Some(root.clone())
+        } else {
+            s.strip_prefix("/opt/ml/").map(|rest| format!("{root}/{rest}"))
+        }
+    };
+    if let Some(swapped) = swap(arg) {
+        return swapped;
+    }
+    // --flag=/opt/ml/...
+    if let Some((flag, value)) = arg.split_once('=')
+        && let Some(swapped) = swap(value)
+    {
+        return format!("{flag}={swapped}");
+    }
+    arg.to_string()
+}
+
+fn current_user() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of our own process's /proc entry is our uid and gid.
+    let meta = std::fs::metadata("/proc/self").ok()?;
+    Some(format!("{}:{}", meta.uid(), meta.gid()))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_images_are_recognised_anywhere() {
+        assert_eq!(our_binary("sagestep-train:0.1.0"), Some("train"));
+        assert_eq!(our_binary("123.dkr.ecr.eu-west-1.amazonaws.com/sagestep-serve:1"), Some("serve"));
+        assert_eq!(our_binary("r.example/team/sagestep-evaluate@sha256:ab"), Some("evaluate"));
+        assert_eq!(our_binary("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"), None);
+        assert_eq!(our_binary("sagestep-trainer:1"), None);
+    }
+
+    #[test]
+    fn opt_ml_paths_move_to_the_job_tree() {
+        let root = Path::new("/tmp/job");
+        assert_eq!(rewrite_ml_path("/opt/ml/processing/input", root), "/tmp/job/processing/input");
+        assert_eq!(rewrite_ml_path("--out=/opt/ml/x", root), "--out=/tmp/job/x");
+        assert_eq!(rewrite_ml_path("/opt/mlx", root), "/opt/mlx");
+        assert_eq!(rewrite_ml_path("42", root), "42");
+    }
+}

@@ -1,0 +1,13 @@
+//! SageMaker Pipelines on one machine: the definition format, its validation, and a runner
+//! that executes a definition with our binaries as processes or with real images under Docker.
+
+pub mod clock;
+pub mod definition;
+pub mod engine;
+pub mod expr;
+pub mod jobs;
+pub mod registry;
+pub mod runner;
+pub mod transform;
+pub mod tuning;
+pub mod validate;

@@ -1,0 +1,378 @@
+//! Where step inputs and outputs live: a local path, a `file://` URI, or an object store
+//! (`s3://`), and the moves between them that SageMaker makes for a job.
+
+pub mod object;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use object::{DirStore, ObjectInfo, ObjectStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    #[error("`{given}` is not a usable location: {reason}")]
+    Invalid { given: String, reason: &'static str },
+    #[error("`{uri}`: S3 locations are not supported by this build yet; download the data and pass a local path")]
+    S3Unsupported { uri: String },
+}
+
+/// A parsed data location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl Location {
+    /// Parse `PATH`, `file:///abs/path` or `s3://bucket/key-or-prefix`.
+    pub fn parse(given: &str) -> Result<Self, LocationError> {
+        let invalid = |reason| LocationError::Invalid { given: given.to_string(), reason };
+        if given.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if let Some(rest) = given.strip_prefix("s3://") {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(invalid("an s3:// URI needs a bucket name"));
+            }
+            return Ok(Self::S3 { bucket: bucket.to_string(), key: key.to_string() });
+        }
+        if let Some(rest) = given.strip_prefix("file://") {
+            // file:///abs/path (empty authority) or file://localhost/abs/path.
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(invalid("a file:// URI needs an absolute path, e.g. file:///data/x.csv"));
+            }
+            return Ok(Self::Local(PathBuf::from(path)));
+        }
+        if given.contains("://") {
+            return Err(invalid("the scheme is not one of file:// or s3://"));
+        }
+        Ok(Self::Local(PathBuf::from(given)))
+    }
+
+    /// The local path to read from. S3 needs the storage backend, which comes later.
+    pub fn into_local_path(self) -> Result<PathBuf, LocationError> {
+        match self {
+            Self::Local(path) => Ok(path),
+            Self::S3 { bucket, key } => Err(LocationError::S3Unsupported { uri: format!("s3://{bucket}/{key}") }),
+        }
+    }
+}
+
+/// URIs resolved against an object store (for `s3://`) or the filesystem (paths, `file://`),
+/// plus a private area of the store for the runner's own records.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    /// Bucket and key prefix of the runner's records (registry, executions, cache).
+    state_bucket: String,
+    state_prefix: String,
+}
+
+/// One object found under a URI, and its path relative to the URI, as SageMaker lays it out
+/// below a channel's or input's local directory.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub location: Location,
+    pub relative: String,
+    pub size: u64,
+    pub etag: String,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(path) => write!(f, "{}", path.display()),
+            Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+impl Storage {
+    /// A local directory standing in for S3: `s3://bucket/key` is `<root>/bucket/key`, and the
+    /// runner's records live in `<root>/.sagestep` (no bucket name starts with a dot).
+    pub fn local_dir(root: impl Into<PathBuf>) -> Self {
+        Self::new(Arc::new(DirStore::new(root)), ".sagestep", "")
+    }
+
+    pub fn new(store: Arc<dyn ObjectStore>, state_bucket: &str, state_prefix: &str) -> Self {
+        let state_prefix = state_prefix.trim_matches('/');
+        let state_prefix = if state_prefix.is_empty() { String::new() } else { format!("{state_prefix}/") };
+        Self { store, state_bucket: state_bucket.to_string(), state_prefix }
+    }
+
+    pub fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    /// Every object under `uri`: an S3 prefix (string-prefix match), or a local file or
+    /// directory (recursive). Sorted; empty if nothing is there.
+    pub fn list(&self, uri: &str) -> Result<Vec<Found>, StoreError> {
+        match Location::parse(uri)? {
+            Location::S3 { bucket, key: prefix } => Ok(self
+                .store
+                .list(&bucket, &prefix)?
+                .into_iter()
+                .map(|object| Found {
+                    relative: relative_to_prefix(&prefix, &object.key),
+                    location: Location::S3 { bucket: bucket.clone(), key: object.key },
+                    size: object.size,
+                    etag: object.etag,
+                })
+                .collect()),
+            Location::Local(path) => list_local(&path),
+        }
+    }
+
+    /// Copy every object under `uri` into `dest_dir`, each at its relative path. Fails if
+    /// there is none, as a SageMaker job does.
+    pub fn fetch(&self, uri: &str, dest_dir: &Path) -> Result<Vec<Found>, StoreError> {
+        let found = self.list(uri)?;
+        if found.is_empty() {
+            return Err(StoreError::NothingAt { uri: uri.to_string() });
+        }
+        for object in &found {
+            let dest = dest_dir.join(&object.relative);
+            match &object.location {
+                Location::S3 { bucket, key } => {
+                    self.store.download(bucket, key, &dest)?;
+                }
+                Location::Local(path) => object::copy_atomic(path, &dest)?,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Store one local file at `uri`.
+    pub fn put_file(&self, file: &Path, uri: &str) -> Result<Location, StoreError> {
+        let location = Location::parse(uri)?;
+        match &location {
+            Location::S3 { bucket, key } => {
+                self.store.upload(file, bucket, key)?;
+            }
+            Location::Local(path) => object::copy_atomic(file, path)?,
+        }
+        Ok(location)
+    }
+
+    /// Store every file below `dir` under the prefix `uri`. All or nothing: if one upload
+    /// fails, the ones already made are deleted again.
+    pub fn put_dir(&self, dir: &Path, uri: &str) -> Result<Vec<Location>, StoreError> {
+        let files = match list_local(dir) {
+            Ok(files) => files,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let base = uri.trim_end_matches('/');
+        let mut stored = Vec::with_capacity(files.len());
+        for file in files {
+            let Location::Local(path) = &file.location else { unreachable!("local listing") };
+            match self.put_file(path, &format!("{base}/{}", file.relative)) {
+                Ok(location) => stored.push(location),
+                Err(err) => {
+                    self.remove(&stored);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Delete objects (best effort: used to roll back).
+    pub fn remove(&self, locations: &[Location]) {
+        for location in locations {
+            let result = match location {
+                Location::S3 { bucket, key } => self.store.delete(bucket, key),
+                Location::Local(path) => {
+                    std::fs::remove_file(path).or_else(ignore_missing).map_err(|e| StoreError::io("deleting", path, e))
+                }
+            };
+            if let Err(err) = result {
+                tracing::warn!("could not roll back {location}: {err}");
+            }
+        }
+    }
+
+    pub fn read(&self, uri: &str) -> Result<Vec<u8>, StoreError> {
+        match Location::parse(uri)? {
+            Location::S3 { bucket, key } => self.store.read(&bucket, &key),
+            Location::Local(path) => std::fs::read(&path).map_err(|e| StoreError::io("reading", &path, e)),
+        }
+    }
+
+    pub fn write(&self, uri: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        match Location::parse(uri)? {
+            Location::S3 { bucket, key } => self.store.write(&bucket, &key, bytes),
+            Location::Local(path) => write_atomic(&path, bytes).map_err(|e| StoreError::io("writing", &path, e)),
+        }
+    }
+
+    // --- The runner's own records ----------------------------------------------------------
+
+    pub fn state_uri(&self, key: &str) -> String {
+        format!("s3://{}/{}{key}", self.state_bucket, self.state_prefix)
+    }
+
+    pub fn state_read(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.store.read(&self.state_bucket, &format!("{}{key}", self.state_prefix)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(StoreError::NoSuchKey { .. } | StoreError::NoSuchBucket { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn state_write(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.store.write(&self.state_bucket, &format!("{}{key}", self.state_prefix), bytes)
+    }
+
+    pub fn state_create_new(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        self.store.create_new(&self.state_bucket, &format!("{}{key}", self.state_prefix), bytes)
+    }
+
+    /// Keys (relative to the state area) under `prefix`.
+    pub fn state_list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let full = format!("{}{prefix}", self.state_prefix);
+        let objects = self.store.list(&self.state_bucket, &full)?;
+        Ok(objects.into_iter().map(|o| o.key[self.state_prefix.len()..].to_string()).collect())
+    }
+}
+
+fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }
+}
+
+/// Where an object lands below a job's local directory, given the prefix that matched it:
+/// the part of the key after the prefix's last full path segment, so `s3://b/d/train/` and
+/// `s3://b/d/train` both put `d/train/x.csv` at `x.csv`, an exact key keeps its file name,
+/// and a partial match (`d/test` matching `d/test_set_2/y.csv`) keeps `test_set_2/y.csv`.
+pub fn relative_to_prefix(prefix: &str, key: &str) -> String {
+    if key == prefix {
+        return key.rsplit('/').next().unwrap_or(key).to_string();
+    }
+    let rest = &key[prefix.len()..];
+    if prefix.is_empty() || prefix.ends_with('/') {
+        return rest.to_string();
+    }
+    if let Some(below) = rest.strip_prefix('/') {
+        return below.to_string();
+    }
+    let segment_start = prefix.rfind('/').map_or(0, |at| at + 1);
+    key[segment_start..].to_string()
+}
+
+fn list_local(path: &Path) -> Result<Vec<Found>, StoreError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("reading", path, e)),
+    };
+    let found = |file: PathBuf, relative: String| -> Result<Found, StoreError> {
+        let meta = std::fs::metadata(&file).map_err(|e| StoreError::io("reading", &file, e))?;
+        use std::os::unix::fs::MetadataExt;
+        let etag = format!("{:x}-{:x}.{:x}", meta.len(), meta.mtime(), meta.mtime_nsec());
+        Ok(Found { size: meta.len(), etag, location: Location::Local(file), relative })
+    };
+    if meta.is_file() {
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        return Ok(vec![found(path.to_path_buf(), name)?]);
+    }
+    let files = crate::data::files::list_files(path).or_else(|e| match e {
+        crate::data::DataError::NoFiles { .. } => Ok(Vec::new()),
+        other => {
+            Err(StoreError::Other { bucket: String::new(), key: path.display().to_string(), detail: other.to_string() })
+        }
+    })?;
+    files
+        .into_iter()
+        .map(|file| {
+            let relative = file.strip_prefix(path).unwrap_or(&file).to_string_lossy().into_owned();
+            found(file, relative)
+        })
+        .collect()
+}
+
+/// Where a file is written before it is renamed into place: `.<name>.partial` beside it, so
+/// that the rename is atomic (one filesystem) and a leftover is hidden (data readers refuse
+/// hidden files rather than read half a file).
+pub fn partial_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.partial"))
+}
+
+/// Write `bytes` to `path` whole or not at all: to the partial file, synced, then renamed.
+/// On failure the partial file is removed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = partial_path(path);
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_paths_and_uris() {
+        assert_eq!(Location::parse("data/x.csv").unwrap(), Location::Local("data/x.csv".into()));
+        assert_eq!(Location::parse("file:///d/x.csv").unwrap(), Location::Local("/d/x.csv".into()));
+        assert_eq!(Location::parse("s3://b/k/p").unwrap(), Location::S3 { bucket: "b".into(), key: "k/p".into() });
+        assert!(Location::parse("file://rel").is_err());
+        assert!(Location::parse("http://x/y").is_err());
+        assert!(Location::parse("s3:///k").is_err());
+    }
+
+    #[test]
+    fn objects_land_where_sagemaker_puts_them() {
+        assert_eq!(relative_to_prefix("d/train", "d/train/x.csv"), "x.csv");
+        assert_eq!(relative_to_prefix("d/train/", "d/train/sub/x.csv"), "sub/x.csv");
+        assert_eq!(relative_to_prefix("d/model.tar.gz", "d/model.tar.gz"), "model.tar.gz");
+        assert_eq!(relative_to_prefix("d/test", "d/test_set_2/y.csv"), "test_set_2/y.csv");
+        assert_eq!(relative_to_prefix("", "a/b"), "a/b");
+    }
+
+    #[test]
+    fn put_dir_then_fetch_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local_dir(dir.path().join("store"));
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("a.csv"), "1").unwrap();
+        std::fs::write(src.join("sub/b.csv"), "2").unwrap();
+        let stored = storage.put_dir(&src, "s3://bkt/run/out/").unwrap();
+        assert_eq!(stored.len(), 2);
+        let dest = dir.path().join("dest");
+        let found = storage.fetch("s3://bkt/run/out", &dest).unwrap();
+        assert_eq!(found.iter().map(|f| f.relative.as_str()).collect::<Vec<_>>(), ["a.csv", "sub/b.csv"]);
+        assert_eq!(std::fs::read_to_string(dest.join("sub/b.csv")).unwrap(), "2");
+        assert!(matches!(storage.fetch("s3://bkt/none", &dest), Err(StoreError::NothingAt { .. })));
+        assert!(storage.state_create_new("registry/g/1.json", b"{}").unwrap());
+        assert_eq!(storage.state_list("registry/").unwrap(), ["registry/g/1.json"]);
+    }
+
+    #[test]
+    fn atomic_writes_leave_the_whole_file_and_no_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/report.json");
+        write_atomic(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        assert!(!partial_path(&path).exists());
+        assert_eq!(partial_path(&path).file_name().unwrap(), ".report.json.partial");
+        // A directory in the way: an error, and no partial file left behind.
+        std::fs::create_dir_all(dir.path().join("c/x")).unwrap();
+        assert!(write_atomic(&dir.path().join("c/x"), b"1").is_err());
+        assert!(!dir.path().join("c/.x.partial").exists());
+    }
+}
