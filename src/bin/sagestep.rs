@@ -353,7 +353,7 @@ fn step_detail(properties: &Value) -> String {
     if let Some(outcome) = properties.get("Outcome") {
         return format!("outcome {outcome}");
     }
-    if let Some(name) = properties.get("ModelPackageArn").and_then(Value::as_str) {
+    if let Some(name) = properties.get("ModelPackageName").and_then(Value::as_str) {
         return format!("{name} ({})", properties["ModelApprovalStatus"].as_str().unwrap_or("?"));
     }
     if let Some(out) = properties.pointer("/TransformOutput/S3OutputPath").and_then(Value::as_str) {

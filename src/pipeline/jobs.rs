@@ -178,7 +178,10 @@ impl Jobs<'_> {
             None => "killed by a signal".to_string(),
         };
         let kind = match code {
-            Some(1) | Some(2) => FailureKind::Client,
+            // Bad input or usage (our exit codes 1 and 2); Docker's 126/127: not runnable.
+            Some(1 | 2 | 126 | 127) => FailureKind::Client,
+            // `docker run` itself failed (the daemon, a missing image): the service's fault.
+            Some(125) => FailureKind::Service,
             _ => FailureKind::JobInternal,
         };
         JobFailure { kind, message: format!("the container failed ({how}): {}", message.trim()) }

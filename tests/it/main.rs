@@ -3,6 +3,7 @@
 
 mod evaluate;
 mod model;
+mod pipeline;
 mod preprocess;
 mod python_interop;
 mod serve;
