@@ -12,6 +12,7 @@ cd "$root"
 target=x86_64-unknown-linux-musl
 bin_dir="${CARGO_TARGET_DIR:-$root/target}/$target/release"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+ca_bundle=${SAGESTEP_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
 if [ "$#" -gt 0 ]; then
@@ -39,6 +40,11 @@ for step in "${steps[@]}"; do
   context=$(mktemp -d)
   trap 'rm -rf "$context"' EXIT
   cp "$binary" "$dockerfile" "$context/"
+  # TLS roots for images that talk to S3 themselves (the build host's Mozilla bundle).
+  if grep -q ca-certificates.crt "$dockerfile"; then
+    [ -f "$ca_bundle" ] || { echo "build-images: no CA bundle at $ca_bundle (apt-get install ca-certificates)" >&2; exit 1; }
+    cp "$ca_bundle" "$context/ca-certificates.crt"
+  fi
   docker build --quiet \
     --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
     -t "sagestep-$step:$version" -t "sagestep-$step:latest" "$context" >/dev/null

@@ -26,7 +26,8 @@ pub const TRANSFORM_FILE: &str = "preprocessing.json";
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// A file or directory (`PATH` or `file://`); `s3://` is parsed but not yet fetched.
+    /// A file or directory (`PATH` or `file://`), or an S3 object or prefix (`s3://`), which is
+    /// downloaded first as SageMaker's processing input would be.
     pub input: String,
     /// Holds `train/`, `validation/`, `test_set_1/`, `test_set_2/` and `artifacts/`.
     pub output_dir: PathBuf,
@@ -54,6 +55,8 @@ impl Config {
 pub enum Error {
     #[error(transparent)]
     Location(#[from] LocationError),
+    #[error("--input-data: {0}")]
+    Store(#[from] crate::storage::StoreError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error(transparent)]
@@ -74,6 +77,9 @@ impl StepError for Error {
     fn fault(&self) -> Fault {
         match self {
             Self::Write { .. } => Fault::Internal,
+            Self::Store(err) if err.is_transient() || matches!(err, crate::storage::StoreError::Io { .. }) => {
+                Fault::Internal
+            }
             _ => Fault::User,
         }
     }
@@ -107,6 +113,35 @@ pub struct Report<'a> {
     pub input_sha256: String,
 }
 
+/// An S3 input downloaded into a hidden directory beside the outputs (a FROM-scratch image has
+/// no /tmp), removed when the step ends.
+struct S3Input {
+    dir: PathBuf,
+}
+
+impl S3Input {
+    fn fetch(uri: &str, output_dir: &Path) -> Result<Self, Error> {
+        let dir = output_dir.join(format!(".s3-input-{}", std::process::id()));
+        let fetched = Self { dir };
+        let storage =
+            crate::storage::Storage::new(std::sync::Arc::new(crate::storage::s3::S3Store::from_env()?), "unused", "");
+        let found = storage.fetch(uri, &fetched.dir)?;
+        tracing::info!(
+            uri,
+            objects = found.len(),
+            bytes = found.iter().map(|f| f.size).sum::<u64>(),
+            "downloaded the input"
+        );
+        Ok(fetched)
+    }
+}
+
+impl Drop for S3Input {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 pub fn run(config: &Config) -> Result<RowCounts, Error> {
     let started = Instant::now();
     let schema = match &config.schema {
@@ -114,7 +149,14 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
         None => Schema::auto_mpg(),
     };
     config.ratios.validate()?;
-    let input = Location::parse(&config.input)?.into_local_path()?;
+    let download = match Location::parse(&config.input)? {
+        Location::Local(path) => Err(path),
+        Location::S3 { .. } => Ok(S3Input::fetch(&config.input, &config.output_dir)?),
+    };
+    let input = match &download {
+        Ok(fetched) => fetched.dir.clone(),
+        Err(path) => path.clone(),
+    };
     let input_files = files::list_files(&input)?;
     tracing::info!(input = %input.display(), files = input_files.len(), "reading input");
 

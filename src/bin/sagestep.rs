@@ -24,10 +24,20 @@ struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct StoreArgs {
-    /// Directory that stands in for S3: s3://bucket/key is <store>/bucket/key; the runner's
-    /// records (executions, registry, cache) live in <store>/.sagestep
+    /// Where s3:// URIs live: a directory (s3://bucket/key is <store>/bucket/key, records in
+    /// <store>/.sagestep), `s3://bucket/prefix` (real S3, each bucket nested below the prefix,
+    /// records in <prefix>/.sagestep), or `s3` (the URIs as written; needs --records)
     #[arg(long, global = true, env = "SAGESTEP_STORE", default_value = "sagestep-store")]
-    store: PathBuf,
+    store: String,
+    /// With `--store s3`: the s3:// prefix for the runner's records (executions, registry, cache)
+    #[arg(long, global = true, env = "SAGESTEP_RECORDS")]
+    records: Option<String>,
+}
+
+impl StoreArgs {
+    fn open(&self) -> Result<Storage, sagestep::storage::StoreError> {
+        Storage::open(&self.store, self.records.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -72,6 +82,9 @@ enum Command {
         #[arg(long)]
         keep_work: bool,
     },
+    /// Copy between the local disk and S3 (streams; multipart above 16 MiB): a local file or
+    /// directory to an s3:// key or prefix, or an s3:// object or prefix into a local directory
+    Cp { source: String, destination: String },
     /// Past executions
     Executions {
         #[command(subcommand)]
@@ -153,7 +166,10 @@ fn main() -> ExitCode {
                 keep_work,
                 progress: true,
             };
-            let storage = Storage::local_dir(&store.store);
+            let storage = match store.open() {
+                Ok(storage) => storage,
+                Err(err) => return fail(&err.to_string()),
+            };
             match runner::run(definition, storage, engine, config) {
                 Ok(outcome) => {
                     print_summary(&outcome.record, &store.store);
@@ -169,8 +185,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Cp { source, destination } => match copy(&source, &destination) {
+            Ok(count) => {
+                println!("copied {count} object(s)");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(&err.to_string()),
+        },
         Command::Executions { command, store } => {
-            let storage = Storage::local_dir(&store.store);
+            let storage = match store.open() {
+                Ok(storage) => storage,
+                Err(err) => return fail(&err.to_string()),
+            };
             let records = match runner::list_executions(&storage) {
                 Ok(records) => records,
                 Err(err) => return fail(&err.to_string()),
@@ -199,7 +225,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Registry { command, store } => {
-            let storage = Storage::local_dir(&store.store);
+            let storage = match store.open() {
+                Ok(storage) => storage,
+                Err(err) => return fail(&err.to_string()),
+            };
             let registry = Registry::new(&storage);
             let result = match command {
                 RegistryCommand::List { group } => list_registry(&registry, group.as_deref()),
@@ -218,6 +247,21 @@ fn main() -> ExitCode {
                 Err(err) => fail(&err.to_string()),
             }
         }
+    }
+}
+
+fn copy(source: &str, destination: &str) -> Result<usize, sagestep::storage::StoreError> {
+    use sagestep::storage::{Location, s3::S3Store};
+    let storage = Storage::new(Arc::new(S3Store::from_env()?), "unused", "");
+    match (Location::parse(source)?, Location::parse(destination)?) {
+        (Location::Local(path), Location::S3 { .. }) if path.is_dir() => Ok(storage.put_dir(&path, destination)?.len()),
+        (Location::Local(path), Location::S3 { .. }) => storage.put_file(&path, destination).map(|_| 1),
+        (Location::S3 { .. }, Location::Local(dir)) => Ok(storage.fetch(source, &dir)?.len()),
+        _ => Err(sagestep::storage::LocationError::Invalid {
+            given: format!("{source} {destination}"),
+            reason: "one side must be local and the other s3://",
+        }
+        .into()),
     }
 }
 
@@ -307,7 +351,7 @@ fn validate_files(files: &[PathBuf]) -> ExitCode {
     if all_valid { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
-fn print_summary(record: &runner::ExecutionRecord, store: &std::path::Path) {
+fn print_summary(record: &runner::ExecutionRecord, store: &str) {
     println!();
     println!("{:<24} {:<14} {:<12} {:>8}  DETAIL", "STEP", "TYPE", "STATUS", "SECONDS");
     for step in &record.steps {
@@ -337,7 +381,7 @@ fn print_summary(record: &runner::ExecutionRecord, store: &std::path::Path) {
     if let Some(reason) = &record.failure_reason {
         println!("failure: {reason}");
     }
-    println!("record: sagestep executions describe {} --store {}", record.execution_id, store.display());
+    println!("record: sagestep executions describe {} --store {store}", record.execution_id);
 }
 
 fn step_detail(properties: &Value) -> String {

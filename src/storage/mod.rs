@@ -2,6 +2,7 @@
 //! (`s3://`), and the moves between them that SageMaker makes for a job.
 
 pub mod object;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,8 +13,6 @@ pub use object::{DirStore, ObjectInfo, ObjectStore, StoreError};
 pub enum LocationError {
     #[error("`{given}` is not a usable location: {reason}")]
     Invalid { given: String, reason: &'static str },
-    #[error("`{uri}`: S3 locations are not supported by this build yet; download the data and pass a local path")]
-    S3Unsupported { uri: String },
 }
 
 /// A parsed data location.
@@ -50,14 +49,6 @@ impl Location {
         }
         Ok(Self::Local(PathBuf::from(given)))
     }
-
-    /// The local path to read from. S3 needs the storage backend, which comes later.
-    pub fn into_local_path(self) -> Result<PathBuf, LocationError> {
-        match self {
-            Self::Local(path) => Ok(path),
-            Self::S3 { bucket, key } => Err(LocationError::S3Unsupported { uri: format!("s3://{bucket}/{key}") }),
-        }
-    }
 }
 
 /// URIs resolved against an object store (for `s3://`) or the filesystem (paths, `file://`),
@@ -65,6 +56,9 @@ impl Location {
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// With `--store s3://bucket/prefix`, the pipeline's `s3://B/K` is stored at
+    /// `s3://bucket/prefix/B/K`; otherwise S3 URIs are used as they are.
+    nest: Option<(String, String)>,
     /// Bucket and key prefix of the runner's records (registry, executions, cache).
     state_bucket: String,
     state_prefix: String,
@@ -97,30 +91,74 @@ impl Storage {
     }
 
     pub fn new(store: Arc<dyn ObjectStore>, state_bucket: &str, state_prefix: &str) -> Self {
-        let state_prefix = state_prefix.trim_matches('/');
-        let state_prefix = if state_prefix.is_empty() { String::new() } else { format!("{state_prefix}/") };
-        Self { store, state_bucket: state_bucket.to_string(), state_prefix }
+        Self { store, nest: None, state_bucket: state_bucket.to_string(), state_prefix: dir_prefix(state_prefix) }
+    }
+
+    /// Open a store from the runner's `--store` value: `s3://bucket[/prefix]` (the pipeline's
+    /// buckets nested below it, records in `<prefix>/.sagestep/`), `s3` (the pipeline's own
+    /// S3 URIs; records at `records`, an `s3://` URI), or a local directory.
+    pub fn open(spec: &str, records: Option<&str>) -> Result<Self, StoreError> {
+        if spec == "s3" {
+            let records = records.ok_or_else(|| StoreError::Other {
+                bucket: String::new(),
+                key: String::new(),
+                detail: "--store s3 needs --records s3://bucket/prefix for the runner's records".into(),
+            })?;
+            let Location::S3 { bucket, key } = Location::parse(records)? else {
+                return Err(
+                    LocationError::Invalid { given: records.into(), reason: "--records must be an s3:// URI" }.into()
+                );
+            };
+            return Ok(Self::new(Arc::new(s3::S3Store::from_env()?), &bucket, &key));
+        }
+        match Location::parse(spec)? {
+            Location::S3 { bucket, key } => {
+                let prefix = dir_prefix(&key);
+                let mut storage = Self::new(Arc::new(s3::S3Store::from_env()?), &bucket, &format!("{prefix}.sagestep"));
+                storage.nest = Some((bucket, prefix));
+                Ok(storage)
+            }
+            Location::Local(path) => Ok(Self::local_dir(path)),
+        }
     }
 
     pub fn describe(&self) -> String {
-        self.store.describe()
+        match &self.nest {
+            Some((bucket, prefix)) => format!("{} under s3://{bucket}/{prefix}", self.store.describe()),
+            None => self.store.describe(),
+        }
+    }
+
+    /// Where the pipeline's `s3://bucket/key` is in the store.
+    fn place(&self, bucket: &str, key: &str) -> (String, String) {
+        match &self.nest {
+            Some((store_bucket, prefix)) => (store_bucket.clone(), format!("{prefix}{bucket}/{key}")),
+            None => (bucket.to_string(), key.to_string()),
+        }
     }
 
     /// Every object under `uri`: an S3 prefix (string-prefix match), or a local file or
     /// directory (recursive). Sorted; empty if nothing is there.
     pub fn list(&self, uri: &str) -> Result<Vec<Found>, StoreError> {
         match Location::parse(uri)? {
-            Location::S3 { bucket, key: prefix } => Ok(self
-                .store
-                .list(&bucket, &prefix)?
-                .into_iter()
-                .map(|object| Found {
-                    relative: relative_to_prefix(&prefix, &object.key),
-                    location: Location::S3 { bucket: bucket.clone(), key: object.key },
-                    size: object.size,
-                    etag: object.etag,
-                })
-                .collect()),
+            Location::S3 { bucket, key: prefix } => {
+                let (store_bucket, store_prefix) = self.place(&bucket, &prefix);
+                let nested = store_prefix.len() - prefix.len();
+                Ok(self
+                    .store
+                    .list(&store_bucket, &store_prefix)?
+                    .into_iter()
+                    .map(|object| {
+                        let key = object.key[nested..].to_string();
+                        Found {
+                            relative: relative_to_prefix(&prefix, &key),
+                            location: Location::S3 { bucket: bucket.clone(), key },
+                            size: object.size,
+                            etag: object.etag,
+                        }
+                    })
+                    .collect())
+            }
             Location::Local(path) => list_local(&path),
         }
     }
@@ -136,7 +174,8 @@ impl Storage {
             let dest = dest_dir.join(&object.relative);
             match &object.location {
                 Location::S3 { bucket, key } => {
-                    self.store.download(bucket, key, &dest)?;
+                    let (bucket, key) = self.place(bucket, key);
+                    self.store.download(&bucket, &key, &dest)?;
                 }
                 Location::Local(path) => object::copy_atomic(path, &dest)?,
             }
@@ -149,7 +188,8 @@ impl Storage {
         let location = Location::parse(uri)?;
         match &location {
             Location::S3 { bucket, key } => {
-                self.store.upload(file, bucket, key)?;
+                let (bucket, key) = self.place(bucket, key);
+                self.store.upload(file, &bucket, &key)?;
             }
             Location::Local(path) => object::copy_atomic(file, path)?,
         }
@@ -183,7 +223,10 @@ impl Storage {
     pub fn remove(&self, locations: &[Location]) {
         for location in locations {
             let result = match location {
-                Location::S3 { bucket, key } => self.store.delete(bucket, key),
+                Location::S3 { bucket, key } => {
+                    let (bucket, key) = self.place(bucket, key);
+                    self.store.delete(&bucket, &key)
+                }
                 Location::Local(path) => {
                     std::fs::remove_file(path).or_else(ignore_missing).map_err(|e| StoreError::io("deleting", path, e))
                 }
@@ -196,14 +239,20 @@ impl Storage {
 
     pub fn read(&self, uri: &str) -> Result<Vec<u8>, StoreError> {
         match Location::parse(uri)? {
-            Location::S3 { bucket, key } => self.store.read(&bucket, &key),
+            Location::S3 { bucket, key } => {
+                let (bucket, key) = self.place(&bucket, &key);
+                self.store.read(&bucket, &key)
+            }
             Location::Local(path) => std::fs::read(&path).map_err(|e| StoreError::io("reading", &path, e)),
         }
     }
 
     pub fn write(&self, uri: &str, bytes: &[u8]) -> Result<(), StoreError> {
         match Location::parse(uri)? {
-            Location::S3 { bucket, key } => self.store.write(&bucket, &key, bytes),
+            Location::S3 { bucket, key } => {
+                let (bucket, key) = self.place(&bucket, &key);
+                self.store.write(&bucket, &key, bytes)
+            }
             Location::Local(path) => write_atomic(&path, bytes).map_err(|e| StoreError::io("writing", &path, e)),
         }
     }
@@ -236,6 +285,12 @@ impl Storage {
         let objects = self.store.list(&self.state_bucket, &full)?;
         Ok(objects.into_iter().map(|o| o.key[self.state_prefix.len()..].to_string()).collect())
     }
+}
+
+/// `a/b` -> `a/b/`; empty stays empty.
+fn dir_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() { String::new() } else { format!("{trimmed}/") }
 }
 
 fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {

@@ -6,6 +6,7 @@ mod model;
 mod pipeline;
 mod preprocess;
 mod python_interop;
+mod s3;
 mod serve;
 mod train;
 mod util;

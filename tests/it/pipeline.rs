@@ -223,7 +223,8 @@ fn validate_passes_the_shipped_definition_and_explains_corruptions() {
     assert_success(&ok);
     assert!(stdout(&ok).contains("valid (8 steps"), "{}", stdout(&ok));
 
-    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|d| d["Steps"][0]["Type"] = "Procesing".into()), "$.Steps[0].Type: `Procesing` is not a step type"),
         (
             Box::new(|d| {
