@@ -129,11 +129,7 @@ impl Engine {
             let timed_out = deadline.is_some_and(|d| started.elapsed() > d);
             if self.interrupted() || timed_out {
                 if let Some(name) = docker_name {
-                    let _ = Command::new("docker")
-                        .args(["kill", name])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status();
+                    remove_container(name, child);
                 }
                 let _ = child.kill();
                 let status = child.wait().ok();
@@ -334,6 +330,21 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     container: Option<String>,
+}
+
+/// Remove a job's container and wait for its `docker run` client to end. The container may
+/// not exist yet when the client has only just started, so keep removing until the client,
+/// which ends with its container, is gone: no container outlives an interrupt.
+fn remove_container(name: &str, client: &mut Child) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let _ =
+            Command::new("docker").args(["rm", "--force", name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if matches!(client.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn rewrite_ml_path(arg: &str, root: &Path) -> String {

@@ -276,6 +276,16 @@ fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
 
 #[test]
 fn an_interrupt_stops_running_jobs_and_stores_nothing_of_them() {
+    interrupt_during_tuning("process");
+}
+
+#[test]
+fn an_interrupt_stops_running_containers_and_stores_nothing_of_them() {
+    require_image("sagestep-train:0.1.0");
+    interrupt_during_tuning("docker");
+}
+
+fn interrupt_during_tuning(engine: &str) {
     let slow = corrupted(|d| {
         d["Steps"][1]["Arguments"]["TrainingJobDefinition"]["StaticHyperParameters"]["num_round"] = "1000000".into();
     });
@@ -293,6 +303,7 @@ fn an_interrupt_stops_running_jobs_and_stores_nothing_of_them() {
             "--work-dir",
             work.to_str().unwrap(),
         ])
+        .args(["--engine", engine])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -305,7 +316,8 @@ fn an_interrupt_stops_running_jobs_and_stores_nothing_of_them() {
             .is_some_and(|jobs| jobs.filter_map(Result::ok).any(|j| j.file_name().to_string_lossy().contains("-003-")))
     };
     wait_for(training_started, "the training jobs");
-    std::thread::sleep(Duration::from_millis(300));
+    // Some of the jobs are running, some perhaps still starting: both must stop.
+    std::thread::sleep(Duration::from_millis(100));
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
@@ -319,6 +331,10 @@ fn an_interrupt_stops_running_jobs_and_stores_nothing_of_them() {
     let id = record["execution_id"].as_str().unwrap();
     let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
     assert!(!stdout(&ps).lines().any(|l| l.contains(id)), "{}", stdout(&ps));
+    if engine == "docker" {
+        let left = Command::new("docker").args(["ps", "-aq", "--filter", &format!("name={id}")]).output().unwrap();
+        assert!(stdout(&left).trim().is_empty(), "containers left behind: {}", stdout(&left));
+    }
 }
 
 #[test]
