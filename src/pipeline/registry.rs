@@ -200,4 +200,25 @@ mod tests {
         assert!(matches!(registry.register("bad_name", json!({})), Err(RegistryError::GroupName(_))));
         assert_eq!(registry.groups().unwrap(), ["Group-1"]);
     }
+
+    #[test]
+    fn concurrent_registrations_get_distinct_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local_dir(dir.path());
+        let versions: Vec<u64> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        Registry::new(&storage).register("G", json!({})).unwrap()["ModelPackageVersion"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut sorted = versions.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..=8).collect::<Vec<_>>(), "{versions:?}");
+    }
 }

@@ -192,8 +192,9 @@ struct Shared {
 
 impl Shared {
     fn save_record(&self) {
-        let record = self.record.lock().expect("lock").clone();
-        let bytes = serde_json::to_vec_pretty(&record).expect("JSON");
+        // Written under the lock: a snapshot never overwrites a newer one.
+        let record = self.record.lock().expect("lock");
+        let bytes = serde_json::to_vec_pretty(&*record).expect("JSON");
         if let Err(err) = self.storage.state_write(&format!("executions/{}.json", self.execution_id), &bytes) {
             tracing::warn!("could not save the execution record: {err}");
         }

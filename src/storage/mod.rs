@@ -355,6 +355,16 @@ pub fn partial_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.partial"))
 }
 
+/// A partial-file name of its own for one writer (process and call): writers racing for one
+/// destination never share a partial file, and the last rename wins whole.
+pub fn unique_partial_path(path: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let partial = partial_path(path);
+    let name = partial.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    partial.with_file_name(format!("{name}.{}-{n}", std::process::id()))
+}
+
 /// Write `bytes` to `path` whole or not at all: to the partial file, synced, then renamed.
 /// On failure the partial file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -362,7 +372,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = partial_path(path);
+    let tmp = unique_partial_path(path);
     let result = std::fs::File::create(&tmp)
         .and_then(|mut file| {
             file.write_all(bytes)?;
@@ -423,11 +433,10 @@ mod tests {
         let path = dir.path().join("a/b/report.json");
         write_atomic(&path, b"{}").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{}");
-        assert!(!partial_path(&path).exists());
-        assert_eq!(partial_path(&path).file_name().unwrap(), ".report.json.partial");
+        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1, "a partial file was left");
         // A directory in the way: an error, and no partial file left behind.
         std::fs::create_dir_all(dir.path().join("c/x")).unwrap();
         assert!(write_atomic(&dir.path().join("c/x"), b"1").is_err());
-        assert!(!dir.path().join("c/.x.partial").exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("c")).unwrap().count(), 1, "a partial file was left");
     }
 }

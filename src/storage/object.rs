@@ -177,12 +177,7 @@ impl ObjectStore for DirStore {
         let path = self.path(bucket, key)?;
         // Write the content aside, then hard-link it into place: link() fails if the name
         // exists, so the object appears whole and only one racer wins.
-        let tmp = super::partial_path(&path);
-        let tmp = tmp.with_file_name(format!(
-            "{}.{}",
-            tmp.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
+        let tmp = super::unique_partial_path(&path);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating", dir, e))?;
         }
@@ -240,7 +235,7 @@ pub fn copy_atomic(src: &Path, dest: &Path) -> Result<(), StoreError> {
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating", dir, e))?;
     }
-    let tmp = super::partial_path(dest);
+    let tmp = super::unique_partial_path(dest);
     let result = std::fs::copy(src, &tmp)
         .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
         .and_then(|()| std::fs::rename(&tmp, dest));

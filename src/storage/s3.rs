@@ -156,7 +156,7 @@ impl S3Store {
         if let Some(dir) = dest.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(|e| StoreError::io("creating", dir, e))?;
         }
-        let partial = super::partial_path(dest);
+        let partial = super::unique_partial_path(dest);
         let result = async {
             let mut file =
                 tokio::fs::File::create(&partial).await.map_err(|e| StoreError::io("creating", &partial, e))?;
