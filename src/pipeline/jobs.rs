@@ -100,7 +100,7 @@ fn one_instance(count: Option<&Value>, what: &str) -> Result<(), JobFailure> {
     }
 }
 
-fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+pub(super) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
     value
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), super::expr::to_text(v))).collect())

@@ -74,17 +74,9 @@ impl Jobs<'_> {
         }
         std::fs::create_dir_all(&model_dir).map_err(|e| JobFailure::service(e.to_string()))?;
 
-        let mut env: std::collections::BTreeMap<String, String> = container_spec
-            .get("Environment")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), super::expr::to_text(v))).collect())
-            .unwrap_or_default();
-        env.extend(
-            args.get("Environment")
-                .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), super::expr::to_text(v))).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        );
+        // The model's environment, then the transform job's on top.
+        let mut env = super::jobs::string_map(container_spec.get("Environment"));
+        env.extend(super::jobs::string_map(args.get("Environment")));
         env.insert("SAGEMAKER_BATCH".into(), "true".into());
         let requested_strategy = text(args, "/BatchStrategy");
         let requested_payload = args.get("MaxPayloadInMB").and_then(Value::as_u64);

@@ -269,20 +269,32 @@ fn run_args<'a>(store: &'a str, definition: &'a str, input: &'a str, work: &'a s
     ]
 }
 
-#[test]
-fn the_whole_pipeline_runs_against_s3_and_leaves_the_objects_sagemaker_would() {
-    let server = S3Server::start();
+/// A bucket `team` holding the Auto MPG data where `--store s3://team/runs` finds
+/// `s3://data/auto-mpg.data` (the store nests the pipeline's buckets below its prefix).
+fn team_store(server: &S3Server) -> (tempfile::TempDir, PathBuf) {
     server.bucket("team");
-    // --store s3://team/runs nests the pipeline's buckets: s3://data/x is s3://team/runs/data/x.
     assert_success(&server.sagestep(&["cp", auto_mpg().to_str().unwrap(), "s3://team/runs/data/auto-mpg.data"]));
-    let work = tempfile::tempdir().unwrap();
-    let definition = repo().join("pipeline.json");
-    let args = run_args(
+    (tempfile::tempdir().unwrap(), repo().join("pipeline.json"))
+}
+
+fn team_run_args(definition: &Path, work: &Path) -> Vec<String> {
+    run_args(
         "s3://team/runs",
         definition.to_str().unwrap(),
         "InputData=s3://data/auto-mpg.data",
-        work.path().to_str().unwrap(),
-    );
+        work.to_str().unwrap(),
+    )
+    .into_iter()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn the_whole_pipeline_runs_against_s3_and_leaves_the_objects_sagemaker_would() {
+    let server = S3Server::start();
+    let (work, definition) = team_store(&server);
+    let args = team_run_args(&definition, work.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = server.sagestep(&args);
     assert_success(&output);
     let base = server.root.path().join("team/runs");
@@ -325,16 +337,8 @@ fn the_whole_pipeline_runs_against_s3_and_leaves_the_objects_sagemaker_would() {
 #[test]
 fn a_run_with_the_wrong_credentials_or_a_stopped_server_fails_clearly_and_stores_no_partial_outputs() {
     let mut server = S3Server::start();
-    server.bucket("team");
-    assert_success(&server.sagestep(&["cp", auto_mpg().to_str().unwrap(), "s3://team/runs/data/auto-mpg.data"]));
-    let work = tempfile::tempdir().unwrap();
-    let definition = repo().join("pipeline.json");
-    let args = run_args(
-        "s3://team/runs",
-        definition.to_str().unwrap(),
-        "InputData=s3://data/auto-mpg.data",
-        work.path().to_str().unwrap(),
-    );
+    let (work, definition) = team_store(&server);
+    let args = team_run_args(&definition, work.path());
 
     let wrong = server.command(SAGESTEP).env("AWS_SECRET_ACCESS_KEY", "wrong").args(&args).output().unwrap();
     assert_eq!(wrong.status.code(), Some(1));
