@@ -99,10 +99,9 @@ impl Storage {
     /// S3 URIs; records at `records`, an `s3://` URI), or a local directory.
     pub fn open(spec: &str, records: Option<&str>) -> Result<Self, StoreError> {
         if spec == "s3" {
-            let records = records.ok_or_else(|| StoreError::Other {
-                bucket: String::new(),
-                key: String::new(),
-                detail: "--store s3 needs --records s3://bucket/prefix for the runner's records".into(),
+            let records = records.ok_or_else(|| LocationError::Invalid {
+                given: "--store s3".into(),
+                reason: "it needs --records s3://bucket/prefix for the runner's records (executions, registry, cache)",
             })?;
             let Location::S3 { bucket, key } = Location::parse(records)? else {
                 return Err(

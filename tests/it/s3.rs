@@ -332,6 +332,18 @@ fn the_whole_pipeline_runs_against_s3_and_leaves_the_objects_sagemaker_would() {
     let output = server.sagestep(&args);
     assert_success(&output);
     assert_eq!(stdout(&output).matches("cache hit").count(), 3, "{}", stdout(&output));
+
+    // --store s3: the definition's URIs as written, records where --records says.
+    server.bucket("artifacts");
+    let work_dir = work.path().to_str().unwrap();
+    let mut direct =
+        run_args("s3", definition.to_str().unwrap(), "InputData=s3://team/runs/data/auto-mpg.data", work_dir);
+    direct.extend(["--records", "s3://team/records"]);
+    let output = server.sagestep(&direct);
+    assert_success(&output);
+    assert!(server.root.path().join("artifacts/auto-mpg").is_dir());
+    let listed = server.sagestep(&["registry", "list", "--store", "s3", "--records", "s3://team/records"]);
+    assert_eq!(stdout(&listed).matches("PendingManualApproval").count(), 1, "{}", stdout(&listed));
 }
 
 #[test]
