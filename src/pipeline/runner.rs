@@ -623,7 +623,7 @@ fn attempt_step(shared: &Shared, jobs: &Jobs<'_>, step: &Step, config: &RunConfi
     let cacheable = config.use_cache
         && step.cache.as_ref().is_some_and(|c| c.enabled)
         && matches!(step.kind, StepType::Processing | StepType::Training | StepType::Tuning | StepType::Transform);
-    let cache_key = cacheable.then(|| cache_key(shared, step, &arguments)).transpose();
+    let cache_key = cacheable.then(|| cache_key(shared, step, &arguments, jobs.engine.kind)).transpose();
     let cache_key = match cache_key {
         Ok(key) => key,
         Err(failure) => return StepResult::Failed(failure),
@@ -943,16 +943,22 @@ fn final_metric(described: &Value, name: &str) -> Option<f64> {
 
 // --- Cache -----------------------------------------------------------------------------------
 
-/// A step's cache key: its type and its arguments resolved in `KeyScope` (so per-execution
+/// A step's cache key: its type, the engine, and its arguments resolved in `KeyScope` (so per-execution
 /// output prefixes do not defeat the cache), and the identity (size, ETag) of every input
 /// object, so changed data is never served from the cache.
-fn cache_key(shared: &Shared, step: &Step, arguments: &Value) -> Result<String, JobFailure> {
+fn cache_key(
+    shared: &Shared,
+    step: &Step,
+    arguments: &Value,
+    engine: super::engine::EngineKind,
+) -> Result<String, JobFailure> {
     let scope = KeyScope { inner: StepScope { shared } };
     let masked =
         expr::resolve(&step.arguments, &scope, &step.path).map_err(|e| JobFailure::client(e.to_string()))?.to_string();
     let mut hasher = Sha256::new();
     hasher.update(step.kind.as_str());
-    hasher.update([0]);
+    // A run with the images must run the images, not reuse what the binaries made.
+    hasher.update(format!("\0{engine:?}\0"));
     hasher.update(masked.as_bytes());
     let mut inputs = Vec::new();
     collect_input_uris(&step.kind, arguments, &mut inputs);
