@@ -117,15 +117,18 @@ pub struct Report<'a> {
 /// no /tmp), removed when the step ends.
 struct S3Input {
     dir: PathBuf,
+    /// Each downloaded file and the object it came from, so that the report names the object.
+    origins: Vec<(PathBuf, String)>,
 }
 
 impl S3Input {
     fn fetch(uri: &str, output_dir: &Path) -> Result<Self, Error> {
         let dir = output_dir.join(format!(".s3-input-{}", std::process::id()));
-        let fetched = Self { dir };
+        let mut fetched = Self { dir, origins: Vec::new() };
         let storage =
             crate::storage::Storage::new(std::sync::Arc::new(crate::storage::s3::S3Store::from_env()?), "unused", "");
         let found = storage.fetch(uri, &fetched.dir)?;
+        fetched.origins = found.iter().map(|f| (fetched.dir.join(&f.relative), f.location.to_string())).collect();
         tracing::info!(
             uri,
             objects = found.len(),
@@ -160,7 +163,14 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
     let input_files = files::list_files(&input)?;
     tracing::info!(input = %input.display(), files = input_files.len(), "reading input");
 
-    let table = Table::read(&schema, &input_files)?;
+    let mut table = Table::read(&schema, &input_files)?;
+    if let Ok(fetched) = &download {
+        for source in &mut table.sources {
+            if let Some((_, uri)) = fetched.origins.iter().find(|(path, _)| *path == source.path) {
+                source.path = PathBuf::from(uri);
+            }
+        }
+    }
     let split = Split::new(table.len(), config.ratios, config.seed)?;
     let fitted = FittedTransform::fit(&schema, &table, &split.train)?;
     let rows = RowCounts {

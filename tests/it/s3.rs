@@ -133,6 +133,10 @@ fn preprocess_reads_its_input_from_s3_as_a_process_and_in_its_image() {
     assert_success(&output);
     let report: Value = serde_json::from_str(&ml.read("processing/artifacts/preprocessing.json")).unwrap();
     assert_eq!(report["rows"]["read"], 398);
+    assert_eq!(
+        report["inputs"][0]["path"], "s3://raw/auto-mpg/part-1.data",
+        "the report names the object, not the download"
+    );
     // The download area is gone; only the outputs remain.
     let mut left: Vec<String> = std::fs::read_dir(ml.path("processing"))
         .unwrap()
