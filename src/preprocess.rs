@@ -125,8 +125,7 @@ impl S3Input {
     fn fetch(uri: &str, output_dir: &Path) -> Result<Self, Error> {
         let dir = output_dir.join(format!(".s3-input-{}", std::process::id()));
         let mut fetched = Self { dir, origins: Vec::new() };
-        let storage =
-            crate::storage::Storage::new(std::sync::Arc::new(crate::storage::s3::S3Store::from_env()?), "unused", "");
+        let storage = crate::storage::Storage::s3()?;
         let found = storage.fetch(uri, &fetched.dir)?;
         fetched.origins = found.iter().map(|f| (fetched.dir.join(&f.relative), f.location.to_string())).collect();
         tracing::info!(

@@ -136,10 +136,18 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     sagestep::logging::init();
-    match cli.command {
-        Command::Validate { files } => validate_files(&files),
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(message) => fail(&message),
+    }
+}
+
+/// Run one command; an `Err` is printed as `sagestep: <message>` and exits 1.
+fn dispatch(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Validate { files } => Ok(validate_files(&files)),
         Command::Run { file, params, store, engine, pipeline_name, seed, no_cache, work_dir, keep_work } => {
-            let Some(definition) = load(&file) else { return ExitCode::from(1) };
+            let Some(definition) = load(&file) else { return Ok(ExitCode::from(1)) };
             let name = pipeline_name.unwrap_or_else(|| {
                 file.file_stem().map_or_else(|| "pipeline".into(), |s| s.to_string_lossy().into_owned())
             });
@@ -166,11 +174,8 @@ fn main() -> ExitCode {
                 keep_work,
                 progress: true,
             };
-            let storage = match store.open() {
-                Ok(storage) => storage,
-                Err(err) => return fail(&err.to_string()),
-            };
-            match runner::run(definition, storage, engine, config) {
+            let storage = store.open().map_err(|e| e.to_string())?;
+            Ok(match runner::run(definition, storage, engine, config) {
                 Ok(outcome) => {
                     print_summary(&outcome.record, &store.store);
                     match outcome.record.status {
@@ -183,24 +188,16 @@ fn main() -> ExitCode {
                     eprintln!("sagestep run: {err}");
                     ExitCode::from(1)
                 }
-            }
+            })
         }
-        Command::Cp { source, destination } => match copy(&source, &destination) {
-            Ok(count) => {
-                println!("copied {count} object(s)");
-                ExitCode::SUCCESS
-            }
-            Err(err) => fail(&err.to_string()),
-        },
+        Command::Cp { source, destination } => {
+            let count = copy(&source, &destination).map_err(|e| e.to_string())?;
+            println!("copied {count} object(s)");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Executions { command, store } => {
-            let storage = match store.open() {
-                Ok(storage) => storage,
-                Err(err) => return fail(&err.to_string()),
-            };
-            let records = match runner::list_executions(&storage) {
-                Ok(records) => records,
-                Err(err) => return fail(&err.to_string()),
-            };
+            let storage = store.open().map_err(|e| e.to_string())?;
+            let records = runner::list_executions(&storage).map_err(|e| e.to_string())?;
             match command {
                 ExecutionsCommand::List => {
                     println!("{:<14} {:<22} {:<10} {:>9}  STARTED", "EXECUTION", "PIPELINE", "STATUS", "SECONDS");
@@ -214,21 +211,18 @@ fn main() -> ExitCode {
                             r["start"].as_str().unwrap_or("?"),
                         );
                     }
-                    ExitCode::SUCCESS
+                    Ok(ExitCode::SUCCESS)
                 }
                 ExecutionsCommand::Describe { execution_id } => {
                     match records.iter().find(|r| r["execution_id"].as_str() == Some(execution_id.as_str())) {
-                        Some(record) => print_json(record),
-                        None => fail(&format!("no execution `{execution_id}` in {}", storage.describe())),
+                        Some(record) => Ok(print_json(record)),
+                        None => Err(format!("no execution `{execution_id}` in {}", storage.describe())),
                     }
                 }
             }
         }
         Command::Registry { command, store } => {
-            let storage = match store.open() {
-                Ok(storage) => storage,
-                Err(err) => return fail(&err.to_string()),
-            };
+            let storage = store.open().map_err(|e| e.to_string())?;
             let registry = Registry::new(&storage);
             let result = match command {
                 RegistryCommand::List { group } => list_registry(&registry, group.as_deref()),
@@ -242,17 +236,15 @@ fn main() -> ExitCode {
                     registry.set_status(&package, "Rejected", description.as_deref()).map(|r| print_status(&r))
                 }
             };
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => fail(&err.to_string()),
-            }
+            result.map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 fn copy(source: &str, destination: &str) -> Result<usize, sagestep::storage::StoreError> {
-    use sagestep::storage::{Location, s3::S3Store};
-    let storage = Storage::new(Arc::new(S3Store::from_env()?), "unused", "");
+    use sagestep::storage::Location;
+    let storage = Storage::s3()?;
     match (Location::parse(source)?, Location::parse(destination)?) {
         (Location::Local(path), Location::S3 { .. }) if path.is_dir() => Ok(storage.put_dir(&path, destination)?.len()),
         (Location::Local(path), Location::S3 { .. }) => storage.put_file(&path, destination).map(|_| 1),

@@ -85,23 +85,17 @@ impl Engine {
     }
 
     /// Whether this container runs as a local process.
-    fn as_process(&self, container: &Container) -> Option<&'static str> {
+    fn as_process(&self, image: &str) -> Option<&'static str> {
         match self.kind {
-            EngineKind::Process => our_binary(&container.image),
+            EngineKind::Process => our_binary(image),
             EngineKind::Docker => None,
         }
     }
 
     /// Run a container to its end, its output (stdout and stderr) going to `log`.
     pub fn run(&self, container: &Container, log: &Path, deadline: Option<Duration>) -> Result<Exit, EngineError> {
-        let mut command = self.command(container, false)?;
-        let log_file = std::fs::File::create(log)
-            .map_err(|source| EngineError::Io { what: format!("creating {}", log.display()), source })?;
-        let log_err = log_file.try_clone().map_err(|source| EngineError::Io { what: "log".into(), source })?;
-        command.stdin(Stdio::null()).stdout(log_file).stderr(log_err);
-        let program = format!("{:?}", command.get_program());
-        let mut child = command.spawn().map_err(|source| EngineError::Start { program, source })?;
-        let docker_name = self.as_process(container).is_none().then(|| container.name.clone());
+        let mut child = spawn_logged(self.command(container, None)?, log)?;
+        let docker_name = self.as_process(&container.image).is_none().then(|| container.name.clone());
         if let Some(name) = &docker_name {
             self.containers.lock().expect("lock").push(name.clone());
         }
@@ -142,14 +136,21 @@ impl Engine {
         }
     }
 
-    fn command(&self, container: &Container, detached_server: bool) -> Result<Command, EngineError> {
-        if let Some(binary) = self.as_process(container) {
-            return self.process_command(container, binary);
+    /// The command that runs `container`: a job, or with `serve_on` a model server listening
+    /// on that loopback port.
+    fn command(&self, container: &Container, serve_on: Option<u16>) -> Result<Command, EngineError> {
+        if let Some(binary) = self.as_process(&container.image) {
+            let mut command = self.process_command(container, binary)?;
+            if let Some(port) = serve_on {
+                command.env(crate::contract::env::SAGEMAKER_BIND_TO_PORT, port.to_string());
+            }
+            return Ok(command);
         }
         let mut command = Command::new("docker");
         command.arg("run").arg("--rm").arg("--name").arg(&container.name);
-        if detached_server {
-            command.arg("--detach");
+        if let Some(port) = serve_on {
+            // Published on loopback only; the image serves on 8080.
+            command.arg("--detach").arg("--publish").arg(format!("127.0.0.1:{port}:8080"));
         } else if container.network_isolation {
             command.args(["--network", "none"]);
         }
@@ -208,31 +209,8 @@ impl Engine {
     /// Start a model server for a transform job and wait until `/ping` answers 200.
     pub fn start_server(&self, container: &Container, log: &Path, timeout: Duration) -> Result<Server, EngineError> {
         let port = free_port().map_err(|source| EngineError::Io { what: "finding a free port".into(), source })?;
-        let mut container = container.clone();
-        let process = self.as_process(&container).is_some();
-        let log_file = std::fs::File::create(log)
-            .map_err(|source| EngineError::Io { what: format!("creating {}", log.display()), source })?;
-        let log_err = log_file.try_clone().map_err(|source| EngineError::Io { what: "log".into(), source })?;
-        let mut command = if process {
-            container.env.insert(crate::contract::env::SAGEMAKER_BIND_TO_PORT.into(), port.to_string());
-            self.command(&container, true)?
-        } else {
-            let mut command = self.command(&container, true)?;
-            // Publish the port on loopback only; insert before the image name.
-            let args: Vec<_> = command.get_args().map(|a| a.to_os_string()).collect();
-            let image_at = args.iter().position(|a| a == container.image.as_str()).unwrap_or(args.len());
-            let mut fresh = Command::new("docker");
-            fresh
-                .args(&args[..image_at])
-                .arg("--publish")
-                .arg(format!("127.0.0.1:{port}:8080"))
-                .args(&args[image_at..]);
-            command = fresh;
-            command
-        };
-        command.stdin(Stdio::null()).stdout(log_file).stderr(log_err);
-        let program = format!("{:?}", command.get_program());
-        let child = command.spawn().map_err(|source| EngineError::Start { program, source })?;
+        let process = self.as_process(&container.image).is_some();
+        let child = spawn_logged(self.command(container, Some(port))?, log)?;
         let mut server = Server { port, child: Some(child), container: (!process).then(|| container.name.clone()) };
         if let Some(name) = &server.container {
             // `docker run --detach` returns once the container exists.
@@ -262,7 +240,7 @@ impl Engine {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 return Err(EngineError::NotHealthy {
-                    image: container.image,
+                    image: container.image.clone(),
                     seconds: started.elapsed().as_secs(),
                     detail: format!(": the server exited ({status}); see {}", log.display()),
                 });
@@ -270,7 +248,7 @@ impl Engine {
             if started.elapsed() > timeout {
                 self.stop_server(&mut server);
                 return Err(EngineError::NotHealthy {
-                    image: container.image,
+                    image: container.image.clone(),
                     seconds: timeout.as_secs(),
                     detail: String::new(),
                 });
@@ -285,11 +263,7 @@ impl Engine {
             let _ = child.wait();
         }
         if let Some(name) = server.container.take() {
-            let _ = Command::new("docker")
-                .args(["rm", "--force", &name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            docker_rm(&name);
             self.containers.lock().expect("lock").retain(|n| n != &name);
         }
     }
@@ -298,25 +272,13 @@ impl Engine {
     pub fn stop_all(&self) {
         let names: Vec<String> = self.containers.lock().expect("lock").drain(..).collect();
         for name in names {
-            let _ = Command::new("docker")
-                .args(["rm", "--force", &name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            docker_rm(&name);
         }
     }
 
     /// The image's identity for the registry: Docker's image id, or our binary's SHA-256.
     pub fn image_digest(&self, image: &str) -> Option<String> {
-        if let Some(binary) = self.as_process(&Container {
-            name: String::new(),
-            image: image.to_string(),
-            entrypoint: None,
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            ml_root: PathBuf::new(),
-            network_isolation: false,
-        }) {
+        if let Some(binary) = self.as_process(image) {
             let digest = crate::data::files::digest(&self.bin_dir.join(binary)).ok()?;
             return Some(format!("sha256:{} (process engine: the {binary} binary)", digest.sha256));
         }
@@ -332,14 +294,29 @@ pub struct Server {
     container: Option<String>,
 }
 
+/// Kill and remove a container, if it exists.
+fn docker_rm(name: &str) {
+    let _ = Command::new("docker").args(["rm", "--force", name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+/// Start a command with stdout and stderr going to one log file.
+fn spawn_logged(mut command: Command, log: &Path) -> Result<Child, EngineError> {
+    let out = std::fs::File::create(log)
+        .map_err(|source| EngineError::Io { what: format!("creating {}", log.display()), source })?;
+    let err =
+        out.try_clone().map_err(|source| EngineError::Io { what: format!("opening {}", log.display()), source })?;
+    command.stdin(Stdio::null()).stdout(out).stderr(err);
+    let program = format!("{:?}", command.get_program());
+    command.spawn().map_err(|source| EngineError::Start { program, source })
+}
+
 /// Remove a job's container and wait for its `docker run` client to end. The container may
 /// not exist yet when the client has only just started, so keep removing until the client,
 /// which ends with its container, is gone: no container outlives an interrupt.
 fn remove_container(name: &str, client: &mut Child) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
-        let _ =
-            Command::new("docker").args(["rm", "--force", name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        docker_rm(name);
         if matches!(client.try_wait(), Ok(Some(_))) {
             return;
         }

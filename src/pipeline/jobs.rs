@@ -138,7 +138,8 @@ fn max_runtime(args: &Value) -> Option<Duration> {
 }
 
 impl Jobs<'_> {
-    fn fresh_root(&self, job: &str) -> Result<PathBuf, JobFailure> {
+    /// An empty `/opt/ml` tree for a job.
+    pub(super) fn fresh_root(&self, job: &str) -> Result<PathBuf, JobFailure> {
         let root = self.work.join(job).join("opt-ml");
         if root.exists() {
             std::fs::remove_dir_all(&root)
@@ -150,15 +151,24 @@ impl Jobs<'_> {
 
     /// Run a container, keep its log, and say how it ended.
     fn run_container(&self, container: &Container, deadline: Option<Duration>) -> Result<(Exit, String), JobFailure> {
-        let log = self.work.join(format!("{}.log", container.name));
+        let log = self.log_path(&container.name);
         let exit = self.engine.run(container, &log, deadline)?;
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Err(err) =
-            self.storage.state_write(&format!("{}{}.log", self.log_prefix, container.name), text.as_bytes())
-        {
-            tracing::warn!("could not keep the log of {}: {err}", container.name);
+        Ok((exit, self.keep_log(&container.name)))
+    }
+
+    /// Where a container's output goes while it runs.
+    pub(super) fn log_path(&self, name: &str) -> PathBuf {
+        self.work.join(format!("{name}.log"))
+    }
+
+    /// Copy a container's log into the execution's records (the work directory goes away);
+    /// returns its text.
+    pub(super) fn keep_log(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+        if let Err(err) = self.storage.state_write(&format!("{}{name}.log", self.log_prefix), text.as_bytes()) {
+            tracing::warn!("could not keep the log of {name}: {err}");
         }
-        Ok((exit, text))
+        text
     }
 
     fn failure_reason(file: &Path, exit: Exit, log: &str) -> JobFailure {

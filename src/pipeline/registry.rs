@@ -90,7 +90,8 @@ impl<'s> Registry<'s> {
         });
         let group_bytes = serde_json::to_vec_pretty(&group_record).expect("JSON");
         self.storage.state_create_new(&format!("registry/{group}/group.json"), &group_bytes)?;
-        let mut version = self.versions(group)?.last().map_or(0, |(n, _)| *n) + 1;
+        // The next number from the keys alone: no need to read every record.
+        let mut version = self.version_keys(group)?.last().map_or(0, |(n, _)| *n) + 1;
         loop {
             let name = format!("{group}/{version}");
             let fields = package.as_object_mut().expect("a package is an object");
@@ -115,20 +116,29 @@ impl<'s> Registry<'s> {
         }
     }
 
+    /// Every version number of a group and its record's key, in order.
+    fn version_keys(&self, group: &str) -> Result<Vec<(u64, String)>, RegistryError> {
+        let mut keys: Vec<(u64, String)> = self
+            .storage
+            .state_list(&format!("registry/{group}/versions/"))?
+            .into_iter()
+            .filter_map(|key| {
+                let number = key.rsplit('/').next()?.strip_suffix(".json")?.parse().ok()?;
+                Some((number, key))
+            })
+            .collect();
+        keys.sort_by_key(|(n, _)| *n);
+        Ok(keys)
+    }
+
     /// Every version of a group, oldest first.
     pub fn versions(&self, group: &str) -> Result<Vec<(u64, Value)>, RegistryError> {
         let mut out = Vec::new();
-        for key in self.storage.state_list(&format!("registry/{group}/versions/"))? {
-            let Some(number) =
-                key.rsplit('/').next().and_then(|f| f.strip_suffix(".json")).and_then(|n| n.parse().ok())
-            else {
-                continue;
-            };
+        for (number, key) in self.version_keys(group)? {
             if let Some(record) = self.read(&key)? {
                 out.push((number, record));
             }
         }
-        out.sort_by_key(|(n, _)| *n);
         Ok(out)
     }
 

@@ -58,8 +58,7 @@ impl Jobs<'_> {
         let accept = text(args, "/TransformOutput/Accept");
 
         // The model, unpacked where the server looks for it.
-        let root = self.work.join(job).join("opt-ml");
-        let _ = std::fs::remove_dir_all(&root);
+        let root = self.fresh_root(job)?;
         let model_dir = root.join("model");
         if let Some(model_uri) = text(container_spec, "/ModelDataUrl") {
             let found = self.storage.fetch(model_uri, &model_dir).map_err(JobFailure::from)?;
@@ -102,31 +101,21 @@ impl Jobs<'_> {
             ml_root: root.clone(),
             network_isolation: false,
         };
-        let log = self.work.join(format!("{job}.log"));
-        let mut server = self.engine.start_server(&container, &log, HEALTH_TIMEOUT)?;
-        let result = self.transform_with(
+        let mut server = self.engine.start_server(&container, &self.log_path(job), HEALTH_TIMEOUT)?;
+        let settings = settings(server.port, requested_strategy, requested_payload, requested_concurrency);
+        let result = self.transform_objects(
             server.port,
-            args,
-            requested_strategy,
-            requested_payload,
-            requested_concurrency,
-            |settings| {
-                self.transform_objects(
-                    server.port,
-                    input_uri,
-                    output_uri,
-                    split,
-                    assemble_lines,
-                    content_type,
-                    accept,
-                    settings,
-                    job,
-                )
-            },
+            input_uri,
+            output_uri,
+            split,
+            assemble_lines,
+            content_type,
+            accept,
+            &settings,
+            job,
         );
         self.engine.stop_server(&mut server);
-        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-        let _ = self.storage.state_write(&format!("{}{job}.log", self.log_prefix), log_text.as_bytes());
+        self.keep_log(job);
         let outputs = result?;
         let mut described = args.clone();
         let fields = described.as_object_mut().expect("arguments are an object");
@@ -135,43 +124,6 @@ impl Jobs<'_> {
         fields.insert("TransformJobStatus".into(), json!("Completed"));
         fields.insert("TransformOutputObjects".into(), json!(outputs));
         Ok(described)
-    }
-
-    fn transform_with(
-        &self,
-        port: u16,
-        _args: &Value,
-        strategy: Option<&str>,
-        payload: Option<u64>,
-        concurrency: Option<u64>,
-        run: impl FnOnce(&Settings) -> Result<Vec<String>, JobFailure>,
-    ) -> Result<Vec<String>, JobFailure> {
-        // The container's preferences apply only where the request is silent.
-        let agent = super::engine::http_agent(Duration::from_secs(10));
-        let preferred = agent
-            .get(format!("http://127.0.0.1:{port}/execution-parameters"))
-            .call()
-            .ok()
-            .filter(|r| r.status() == 200)
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .and_then(|body| serde_json::from_str::<Value>(&body).ok())
-            .unwrap_or(Value::Null);
-        let settings = Settings {
-            strategy: strategy
-                .or_else(|| preferred.get("BatchStrategy").and_then(Value::as_str))
-                .unwrap_or("MultiRecord")
-                .to_string(),
-            max_payload_bytes: (payload
-                .or_else(|| preferred.get("MaxPayloadInMB").and_then(Value::as_u64))
-                .unwrap_or(6)
-                .max(1) as usize)
-                << 20,
-            concurrency: concurrency
-                .or_else(|| preferred.get("MaxConcurrentTransforms").and_then(Value::as_u64))
-                .unwrap_or(1)
-                .clamp(1, 64) as usize,
-        };
-        run(&settings)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -246,6 +198,35 @@ impl Jobs<'_> {
         // Stored only when every input is done: all outputs or none.
         let stored = self.storage.put_dir(&outputs_dir, output_uri)?;
         Ok(stored.iter().map(ToString::to_string).collect())
+    }
+}
+
+/// The batch settings: the request's, and the container's `/execution-parameters` where the
+/// request is silent.
+fn settings(port: u16, strategy: Option<&str>, payload: Option<u64>, concurrency: Option<u64>) -> Settings {
+    let agent = super::engine::http_agent(Duration::from_secs(10));
+    let preferred = agent
+        .get(format!("http://127.0.0.1:{port}/execution-parameters"))
+        .call()
+        .ok()
+        .filter(|r| r.status() == 200)
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|body| serde_json::from_str::<Value>(&body).ok())
+        .unwrap_or(Value::Null);
+    Settings {
+        strategy: strategy
+            .or_else(|| preferred.get("BatchStrategy").and_then(Value::as_str))
+            .unwrap_or("MultiRecord")
+            .to_string(),
+        max_payload_bytes: (payload
+            .or_else(|| preferred.get("MaxPayloadInMB").and_then(Value::as_u64))
+            .unwrap_or(6)
+            .max(1) as usize)
+            << 20,
+        concurrency: concurrency
+            .or_else(|| preferred.get("MaxConcurrentTransforms").and_then(Value::as_u64))
+            .unwrap_or(1)
+            .clamp(1, 64) as usize,
     }
 }
 

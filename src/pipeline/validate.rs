@@ -88,7 +88,7 @@ fn schema_issues(document: &Value) -> Vec<Issue> {
         let pointer = error.instance_path().to_string();
         let at = pointer_to_path(&pointer);
         if is_step_pointer(&pointer)
-            && let Some(step) = pointer_get(document, &pointer)
+            && let Some(step) = document.pointer(&pointer)
         {
             explain_step(step, &at, &mut issues);
             continue;
@@ -113,7 +113,7 @@ fn explain_step(step: &Value, at: &str, issues: &mut Vec<Issue>) {
         let pointer = error.instance_path().to_string();
         let path = format!("{at}{}", &pointer_to_path(&pointer)[1..]);
         if is_step_pointer(&pointer)
-            && let Some(inner) = pointer_get(step, &pointer)
+            && let Some(inner) = step.pointer(&pointer)
         {
             explain_step(inner, &path, issues);
             continue;
@@ -127,10 +127,6 @@ fn is_step_pointer(pointer: &str) -> bool {
     let mut parts = pointer.rsplit('/');
     let (Some(index), Some(list)) = (parts.next(), parts.next()) else { return false };
     index.parse::<usize>().is_ok() && matches!(list, "Steps" | "IfSteps" | "ElseSteps")
-}
-
-fn pointer_get<'v>(value: &'v Value, pointer: &str) -> Option<&'v Value> {
-    value.pointer(pointer)
 }
 
 /// `/Steps/1/Arguments` -> `$.Steps[1].Arguments`.
@@ -270,22 +266,22 @@ fn output_names(step: &super::definition::Step) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Check one `Get`; return the step it depends on, if any.
-fn check_get(definition: &Definition, from: &super::definition::Step, get: &str) -> Result<Option<String>, String> {
+/// Check that one `Get` names something that exists (the dependency graph is `dependencies`).
+fn check_get(definition: &Definition, from: &super::definition::Step, get: &str) -> Result<(), String> {
     let reference = expr::parse_reference(get).map_err(|m| format!("`{get}`: {m}"))?;
     match reference {
         Reference::Parameter(name) => match definition.parameter(&name) {
-            Some(_) => Ok(None),
+            Some(_) => Ok(()),
             None => Err(format!("`{get}`: no parameter `{name}` is declared")),
         },
-        Reference::Execution(var) if EXECUTION_VARIABLES.contains(&var.as_str()) => Ok(None),
+        Reference::Execution(var) if EXECUTION_VARIABLES.contains(&var.as_str()) => Ok(()),
         Reference::Execution(var) => Err(format!("`{get}`: `{var}` is not one of {}", EXECUTION_VARIABLES.join(", "))),
-        Reference::ExperimentConfig(var) if var == "ExperimentName" || var == "TrialName" => Ok(None),
+        Reference::ExperimentConfig(var) if var == "ExperimentName" || var == "TrialName" => Ok(()),
         Reference::ExperimentConfig(var) => Err(format!("`{get}`: `{var}` is not ExperimentName or TrialName")),
         Reference::PropertyFile { step, file } => {
             let target = target_step(definition, from, &step, get)?;
             if target.property_files.iter().any(|f| f.name == file) {
-                Ok(Some(step))
+                Ok(())
             } else {
                 Err(format!("`{get}`: step `{step}` declares no property file `{file}`"))
             }
@@ -293,7 +289,7 @@ fn check_get(definition: &Definition, from: &super::definition::Step, get: &str)
         Reference::Property { step, path } => {
             let target = target_step(definition, from, &step, get)?;
             check_property_path(target, &path).map_err(|m| format!("`{get}`: {m}"))?;
-            Ok(Some(step))
+            Ok(())
         }
     }
 }

@@ -90,6 +90,12 @@ impl Storage {
         Self::new(Arc::new(DirStore::new(root)), ".sagestep", "")
     }
 
+    /// S3 as the environment configures it, for moving data in and out (`preprocess
+    /// --input-data`, `sagestep cp`): no records area.
+    pub fn s3() -> Result<Self, StoreError> {
+        Ok(Self::new(Arc::new(s3::S3Store::from_env()?), "no-records", ""))
+    }
+
     pub fn new(store: Arc<dyn ObjectStore>, state_bucket: &str, state_prefix: &str) -> Self {
         Self { store, nest: None, state_bucket: state_bucket.to_string(), state_prefix: dir_prefix(state_prefix) }
     }
@@ -198,11 +204,8 @@ impl Storage {
     /// Store every file below `dir` under the prefix `uri`. All or nothing: if one upload
     /// fails, the ones already made are deleted again.
     pub fn put_dir(&self, dir: &Path, uri: &str) -> Result<Vec<Location>, StoreError> {
-        let files = match list_local(dir) {
-            Ok(files) => files,
-            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        // A directory that is not there holds nothing to store.
+        let files = list_local(dir)?;
         let base = uri.trim_end_matches('/');
         let mut stored = Vec::with_capacity(files.len());
         for file in files {
@@ -323,9 +326,7 @@ fn list_local(path: &Path) -> Result<Vec<Found>, StoreError> {
     };
     let found = |file: PathBuf, relative: String| -> Result<Found, StoreError> {
         let meta = std::fs::metadata(&file).map_err(|e| StoreError::io("reading", &file, e))?;
-        use std::os::unix::fs::MetadataExt;
-        let etag = format!("{:x}-{:x}.{:x}", meta.len(), meta.mtime(), meta.mtime_nsec());
-        Ok(Found { size: meta.len(), etag, location: Location::Local(file), relative })
+        Ok(Found { size: meta.len(), etag: object::local_etag(&meta), location: Location::Local(file), relative })
     };
     if meta.is_file() {
         let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());

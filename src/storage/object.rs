@@ -70,6 +70,12 @@ pub trait ObjectStore: Send + Sync {
     fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError>;
 }
 
+/// A local file's stand-in for an ETag: it changes whenever the file is rewritten.
+pub fn local_etag(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{:x}-{:x}.{:x}", meta.len(), meta.mtime(), meta.mtime_nsec())
+}
+
 /// Refuse keys a directory cannot hold faithfully.
 pub fn check_key(bucket: &str, key: &str) -> Result<(), StoreError> {
     let invalid = |reason| StoreError::InvalidKey { bucket: bucket.into(), key: key.into(), reason };
@@ -106,9 +112,7 @@ impl DirStore {
     }
 
     fn info(key: String, meta: &std::fs::Metadata) -> ObjectInfo {
-        use std::os::unix::fs::MetadataExt;
-        let etag = format!("{:x}-{:x}.{:x}", meta.len(), meta.mtime(), meta.mtime_nsec());
-        ObjectInfo { key, size: meta.len(), etag }
+        ObjectInfo { key, size: meta.len(), etag: local_etag(meta) }
     }
 
     fn missing(bucket: &str, key: &str) -> StoreError {
