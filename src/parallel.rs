@@ -7,3 +7,18 @@ pub fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
+
+/// Memory this process may use: the cgroup limit (v2 `memory.max`, v1
+/// `memory.limit_in_bytes`) where one is set, else the machine's `MemTotal`.
+pub fn memory_bytes() -> u64 {
+    let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+        })
+        .flatten()
+        .map_or(u64::MAX, |kb| kb * 1024);
+    let limit = read("/sys/fs/cgroup/memory.max").or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
+    limit.map_or(total, |l| l.min(total))
+}

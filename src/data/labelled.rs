@@ -90,6 +90,17 @@ pub fn data_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
 
 /// Read label-first rows. With `csv_weights`, a CSV's second column is the row weight.
 pub fn read(path: &Path, content_type: Option<ContentType>, csv_weights: bool) -> Result<Labelled, DataError> {
+    read_limited(path, content_type, csv_weights, usize::MAX)
+}
+
+/// As [`read`], refusing (`DataError::TooLarge`) a dense matrix of more than `max_values`
+/// floats before it is made: sparse rows with a large feature index would need rows x index.
+pub fn read_limited(
+    path: &Path,
+    content_type: Option<ContentType>,
+    csv_weights: bool,
+    max_values: usize,
+) -> Result<Labelled, DataError> {
     let files = data_files(path)?;
     if content_type == Some(ContentType::Parquet) {
         return read_parquet(path, files);
@@ -136,6 +147,9 @@ pub fn read(path: &Path, content_type: Option<ContentType>, csv_weights: bool) -
     }
     if kind == Some(ContentType::Libsvm) {
         out.cols = sparse.iter().flat_map(|r| r.iter().map(|(i, _)| i + 1)).max().unwrap_or(0).max(1);
+        if out.labels.len().saturating_mul(out.cols) > max_values {
+            return Err(DataError::TooLarge { rows: out.labels.len(), cols: out.cols });
+        }
         out.features = vec![f32::NAN; out.labels.len() * out.cols];
         for (r, row) in sparse.iter().enumerate() {
             for &(i, v) in row {
@@ -305,7 +319,7 @@ fn libsvm_row(
         }
         let parsed = token.split_once(':').and_then(|(i, v)| Some((i.parse::<usize>().ok()?, v.parse::<f32>().ok()?)));
         let (index, value) = parsed
-            .filter(|(i, _)| *i < (1 << 30))
+            .filter(|(i, _)| *i < (1 << 31))
             .ok_or_else(|| DataError::Malformed { at: at(None), problem: format!("`{token}` is not `index:value`") })?;
         row.push((index, value));
     }

@@ -1,6 +1,8 @@
 //! Reading tabular inputs: files or directories of files, gzip, CSV with any common
 //! delimiter, and whitespace-separated layouts such as UCI's; each record with its line.
 
+pub mod blocks;
+pub mod dmlc;
 pub mod files;
 pub mod labelled;
 pub mod records;
@@ -45,6 +47,8 @@ pub enum DataError {
     },
     #[error("{at}: {problem}")]
     Malformed { at: Position, problem: String },
+    #[error("{rows} rows x {cols} features do not fit in memory as floats")]
+    TooLarge { rows: usize, cols: usize },
 }
 
 impl DataError {

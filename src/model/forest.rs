@@ -11,8 +11,9 @@ pub struct Node {
     pub value: f32,
     pub left: i32,
     pub right: i32,
-    /// Feature index in the low 30 bits; bit 31 = default left; bit 30 = categorical split.
+    /// Feature index in the low 31 bits (as XGBoost's `sindex`); bit 31 = default left.
     packed: u32,
+    categorical: bool,
 }
 
 /// The most outputs per row a model may declare (classes or targets): a corrupt count must
@@ -23,14 +24,13 @@ pub const MAX_GROUPS: usize = 1 << 16;
 pub const LANES: usize = 8;
 
 const DEFAULT_LEFT: u32 = 1 << 31;
-const CATEGORICAL: u32 = 1 << 30;
-const FEATURE_MASK: u32 = CATEGORICAL - 1;
+const FEATURE_MASK: u32 = DEFAULT_LEFT - 1;
 /// Largest feature index a node can hold.
 pub const MAX_FEATURE: u32 = FEATURE_MASK;
 
 impl Node {
     pub fn leaf(value: f32) -> Self {
-        Self { value, left: -1, right: -1, packed: 0 }
+        Self { value, left: -1, right: -1, packed: 0, categorical: false }
     }
 
     pub fn split(feature: u32, threshold: f32, left: i32, right: i32, default_left: bool, categorical: bool) -> Self {
@@ -39,10 +39,7 @@ impl Node {
         if default_left {
             packed |= DEFAULT_LEFT;
         }
-        if categorical {
-            packed |= CATEGORICAL;
-        }
-        Self { value: threshold, left, right, packed }
+        Self { value: threshold, left, right, packed, categorical }
     }
 
     pub fn is_leaf(&self) -> bool {
@@ -58,7 +55,7 @@ impl Node {
     }
 
     pub fn is_categorical(&self) -> bool {
-        self.packed & CATEGORICAL != 0
+        self.categorical
     }
 }
 
@@ -371,6 +368,10 @@ pub struct Forest {
     pub version: Option<Version>,
     /// Other string attributes, kept to be written back.
     pub attributes: Vec<(String, String)>,
+    /// The objective's parameters as the model states them (`tweedie_variance_power`,
+    /// `huber_slope`, `max_delta_step`, `scale_pos_weight`): `(key, text)`; XGBoost's
+    /// defaults where absent.
+    pub objective_params: Vec<(String, String)>,
 }
 
 impl Forest {
@@ -643,6 +644,7 @@ mod tests {
             feature_types: Vec::new(),
             version,
             attributes: Vec::new(),
+            objective_params: Vec::new(),
         }
     }
 

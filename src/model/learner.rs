@@ -90,6 +90,7 @@ pub fn from_document(doc: &Value) -> Result<Forest, ModelError> {
     let mut forest = read_gbtree(trees_model, &model_path, num_feature)?;
     forest.tree_weights = weight_drop;
     forest.objective = objective;
+    forest.objective_params = objective_params(field(learner, "learner", "objective")?);
     forest.num_groups =
         if forest.objective.is_multiclass() { num_class.max(1) } else { num_target.max(num_class).max(1) };
     forest.base_score = broadcast(base_score, forest.num_groups, p)?;
@@ -225,6 +226,7 @@ fn read_gbtree(model: &Value, path: &str, num_feature: usize) -> Result<Forest, 
         feature_types: Vec::new(),
         version: None,
         attributes: Vec::new(),
+        objective_params: Vec::new(),
     })
 }
 
@@ -411,7 +413,7 @@ pub fn to_document(forest: &Forest) -> Value {
                         ("num_target", s("1")),
                     ]),
                 ),
-                ("objective", objective_document(&forest.objective, num_class)),
+                ("objective", objective_document(&forest.objective, num_class, &forest.objective_params)),
             ]),
         ),
         (
@@ -455,23 +457,44 @@ fn fold_base_margin(forest: &Forest) -> Option<Forest> {
     Some(out)
 }
 
-/// The objective's configuration with XGBoost's default parameters for it.
-fn objective_document(objective: &Objective, num_class: usize) -> Value {
+/// The objective parameters a learner document states, as `(key, text)`.
+fn objective_params(objective: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Value::Object(groups) = objective {
+        for (_, group) in groups {
+            if let Value::Object(params) = group {
+                for (key, value) in params {
+                    if let Some(text) = value.as_str() {
+                        out.push((key.clone(), text.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The objective's configuration: the model's own parameters, XGBoost's defaults elsewhere.
+fn objective_document(objective: &Objective, num_class: usize, given: &[(String, String)]) -> Value {
     let name = objective.name().to_string();
+    let param = |key: &str, default: &str| {
+        let text = given.iter().find(|(k, _)| k == key).map_or(default, |(_, v)| v.as_str());
+        obj(vec![(key, s(text.to_string()))])
+    };
     let mut fields = vec![("name", s(name.clone()))];
     match name.as_str() {
         "multi:softprob" | "multi:softmax" => {
             fields.push(("softmax_multiclass_param", obj(vec![("num_class", s(num_class.to_string()))])))
         }
-        "reg:pseudohubererror" => fields.push(("pseudo_huber_param", obj(vec![("huber_slope", s("1"))]))),
-        "count:poisson" => fields.push(("poisson_regression_param", obj(vec![("max_delta_step", s("0.7"))]))),
-        "reg:tweedie" => fields.push(("tweedie_regression_param", obj(vec![("tweedie_variance_power", s("1.5"))]))),
+        "reg:pseudohubererror" => fields.push(("pseudo_huber_param", param("huber_slope", "1"))),
+        "count:poisson" => fields.push(("poisson_regression_param", param("max_delta_step", "0.7"))),
+        "reg:tweedie" => fields.push(("tweedie_regression_param", param("tweedie_variance_power", "1.5"))),
         "reg:squarederror"
         | "reg:linear"
         | "reg:squaredlogerror"
         | "reg:logistic"
         | "binary:logistic"
-        | "binary:logitraw" => fields.push(("reg_loss_param", obj(vec![("scale_pos_weight", s("1"))]))),
+        | "binary:logitraw" => fields.push(("reg_loss_param", param("scale_pos_weight", "1"))),
         _ => {}
     }
     obj(fields)

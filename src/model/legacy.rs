@@ -149,6 +149,7 @@ pub fn read(bytes: &[u8]) -> Result<Forest, ModelError> {
         version: Some(Version(major, minor, 0)),
         objective,
         attributes: attributes.into_iter().filter(|(k, _)| k.starts_with("best_")).collect(),
+        objective_params: Vec::new(),
     };
     finish(forest)
 }

@@ -1,7 +1,12 @@
-//! Training: the built-in algorithm's hyperparameters, the boosting engine adapter, metric
-//! lines, early stopping and checkpoints.
+//! Training: the built-in algorithm's hyperparameters, the training job, its engines (our
+//! quantized `hist` trainer and hessboost), the round loop with early stopping, checkpoints.
 
+pub mod checkpoint;
+pub mod engine;
+pub mod hessboost_engine;
+pub mod hist;
 pub mod hyperparameters;
 pub mod job;
+pub mod rounds;
 
 pub use hyperparameters::{HyperparameterError, Hyperparameters};

@@ -1,0 +1,528 @@
+//! Label-first training data streamed in blocks of rows, parsed on every core and handed on
+//! in input order, so that no pass over a channel holds more than a few blocks in memory.
+//! Numbers are read with XGBoost's own text parser (`dmlc`), as the built-in algorithm reads
+//! `text/csv` and `text/libsvm`; Parquet values are exact.
+//!
+//! CSV rows are dense (`width` values, NaN = missing); libsvm rows are sparse
+//! (`index:value` entries, sorted by index).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::labelled::{ContentType, data_files};
+use super::{DataError, Position, dmlc, files};
+
+/// Bytes of text per parsed block.
+const CHUNK_BYTES: usize = 4 << 20;
+/// Rows per block of a Parquet file.
+const PARQUET_BLOCK_ROWS: usize = 1 << 16;
+/// The largest libsvm feature index (XGBoost's feature ids are 32-bit; ours keep bit 31).
+pub const MAX_FEATURE_INDEX: u32 = (1 << 31) - 1;
+
+/// A block of consecutive rows.
+#[derive(Debug, Clone, Default)]
+pub struct RowBlock {
+    pub file: Arc<PathBuf>,
+    /// Line (or Parquet row) of each row, for messages.
+    pub lines: Vec<u64>,
+    pub labels: Vec<f32>,
+    /// Empty when the rows carry no weights.
+    pub weights: Vec<f32>,
+    /// Dense rows: `rows x width` values. Sparse rows: one value per entry.
+    pub values: Vec<f32>,
+    /// Sparse rows only: `offsets[r]..offsets[r + 1]` are row `r`'s entries.
+    pub offsets: Vec<u32>,
+    /// Sparse rows only: each entry's feature index.
+    pub indices: Vec<u32>,
+    /// Dense width (features per row); 0 for sparse blocks.
+    pub width: usize,
+    pub sparse: bool,
+}
+
+impl RowBlock {
+    pub fn rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Row `r`'s features as `(index, value)` pairs (missing values skipped).
+    pub fn entries(&self, r: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let (indices, values): (&[u32], &[f32]) = if self.sparse {
+            let span = self.offsets[r] as usize..self.offsets[r + 1] as usize;
+            (&self.indices[span.clone()], &self.values[span])
+        } else {
+            (&[], &self.values[r * self.width..(r + 1) * self.width])
+        };
+        let sparse = self.sparse;
+        values.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(move |(i, &v)| {
+            let index = if sparse { indices[i] } else { i as u32 };
+            (index, v)
+        })
+    }
+
+    fn at(&self, row: usize, column: Option<String>) -> Position {
+        Position { file: (*self.file).clone(), line: self.lines.get(row).copied().unwrap_or(0), column }
+    }
+}
+
+/// How a channel's rows are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub content_type: ContentType,
+    /// CSV: the second column is the row's weight (`csv_weights=1`).
+    pub csv_weights: bool,
+}
+
+/// Every block of `path` (a file or a directory), in order. `work` runs on every core, each
+/// block's result then reaches `consume` in input order. A dense channel's width is checked
+/// across blocks and files.
+pub fn for_each_block<T: Send>(
+    path: &Path,
+    layout: Layout,
+    work: impl Fn(RowBlock) -> Result<T, DataError> + Sync,
+    mut consume: impl FnMut(T) -> Result<(), DataError>,
+) -> Result<BlockSummary, DataError> {
+    let files = data_files(path)?;
+    let mut summary = BlockSummary::default();
+    let batch = 2 * crate::parallel::cores();
+    let check_and_work = |block: RowBlock, summary: &mut BlockSummary| -> Result<RowBlock, DataError> {
+        summary.note(&block)?;
+        Ok(block)
+    };
+    for file in &files {
+        if layout.content_type == ContentType::Parquet {
+            for block in parquet_blocks(file)? {
+                let block = check_and_work(block?, &mut summary)?;
+                consume(work(block)?)?;
+            }
+            continue;
+        }
+        let mut chunks = ChunkReader::open(file)?;
+        loop {
+            let mut pending = Vec::with_capacity(batch);
+            while pending.len() < batch {
+                match chunks.next_chunk()? {
+                    Some(chunk) => pending.push(chunk),
+                    None => break,
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let parsed: Vec<Result<RowBlock, DataError>> = pending.into_par_iter().map(|c| parse_chunk(c, layout)).collect();
+            let mut blocks = Vec::with_capacity(parsed.len());
+            for block in parsed {
+                blocks.push(check_and_work(block?, &mut summary)?);
+            }
+            let results: Vec<Result<T, DataError>> = blocks.into_par_iter().map(&work).collect();
+            for result in results {
+                consume(result?)?;
+            }
+        }
+    }
+    if summary.rows == 0 {
+        return Err(DataError::Empty { path: path.to_path_buf() });
+    }
+    summary.files = files;
+    Ok(summary)
+}
+
+/// What a pass saw: rows, width, whether rows carried weights.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlockSummary {
+    pub rows: usize,
+    /// Dense width, or the largest feature index + 1 of sparse rows.
+    pub width: usize,
+    pub sparse: bool,
+    pub weighted: bool,
+    pub files: Vec<PathBuf>,
+}
+
+impl BlockSummary {
+    fn note(&mut self, block: &RowBlock) -> Result<(), DataError> {
+        if block.rows() == 0 {
+            return Ok(());
+        }
+        if !block.sparse {
+            if self.rows > 0 && block.width != self.width {
+                return Err(DataError::Malformed {
+                    at: block.at(0, None),
+                    problem: format!("{} feature columns; the rows before have {}", block.width, self.width),
+                });
+            }
+            self.width = block.width;
+        } else {
+            let widest = block.indices.iter().max().map_or(0, |&i| i as usize + 1);
+            self.width = self.width.max(widest);
+        }
+        self.sparse = block.sparse;
+        self.weighted |= !block.weights.is_empty();
+        self.rows += block.rows();
+        Ok(())
+    }
+}
+
+/// A file's text cut at line ends into chunks of about `CHUNK_BYTES`.
+struct ChunkReader {
+    file: Arc<PathBuf>,
+    reader: Box<dyn std::io::BufRead + Send>,
+    carry: Vec<u8>,
+    next_line: u64,
+    delimiter: Option<u8>,
+    done: bool,
+}
+
+struct Chunk {
+    file: Arc<PathBuf>,
+    first_line: u64,
+    bytes: Vec<u8>,
+    delimiter: u8,
+}
+
+impl ChunkReader {
+    fn open(path: &Path) -> Result<Self, DataError> {
+        let reader = files::open(path)?.reader;
+        Ok(Self {
+            file: Arc::new(path.to_path_buf()),
+            reader,
+            carry: Vec::new(),
+            next_line: 1,
+            delimiter: None,
+            done: false,
+        })
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, DataError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut bytes = std::mem::take(&mut self.carry);
+        let start = bytes.len();
+        bytes.resize(start + CHUNK_BYTES, 0);
+        let mut filled = start;
+        while filled < bytes.len() {
+            match self.reader.read(&mut bytes[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(DataError::io(&*self.file, e)),
+            }
+        }
+        bytes.truncate(filled);
+        if filled < start + CHUNK_BYTES {
+            self.done = true;
+        } else if let Some(end) = bytes.iter().rposition(|&b| b == b'\n') {
+            self.carry = bytes[end + 1..].to_vec();
+            bytes.truncate(end + 1);
+        }
+        // A line longer than a chunk is carried whole into the next read.
+        if !self.done && !bytes.ends_with(b"\n") {
+            self.carry = bytes;
+            return self.next_chunk();
+        }
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let first_line = self.next_line;
+        self.next_line += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        let delimiter = *self.delimiter.get_or_insert_with(|| sniff_delimiter(&bytes));
+        Ok(Some(Chunk { file: Arc::clone(&self.file), first_line, bytes, delimiter }))
+    }
+}
+
+/// The first of `,` tab `;` `|` on the first non-blank line, else a comma.
+fn sniff_delimiter(text: &[u8]) -> u8 {
+    let line = text.split(|&b| b == b'\n').find(|l| !l.trim_ascii().is_empty()).unwrap_or(&[]);
+    [b',', b'\t', b';', b'|'].into_iter().find(|d| line.contains(d)).unwrap_or(b',')
+}
+
+fn parse_chunk(chunk: Chunk, layout: Layout) -> Result<RowBlock, DataError> {
+    let sparse = match layout.content_type {
+        ContentType::Libsvm => true,
+        ContentType::Csv => false,
+        ContentType::Parquet => unreachable!("Parquet is read by row groups"),
+    };
+    let mut block = RowBlock { file: Arc::clone(&chunk.file), sparse, ..Default::default() };
+    if sparse {
+        block.offsets.push(0);
+    }
+    let mut width = None;
+    for (i, raw) in chunk.bytes.split(|&b| b == b'\n').enumerate() {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let line_no = chunk.first_line + i as u64;
+        let at = |column: Option<String>| Position { file: (*chunk.file).clone(), line: line_no, column };
+        block.lines.push(line_no);
+        if sparse {
+            libsvm_row(line, &mut block, &at)?;
+            continue;
+        }
+        let w = csv_row(line, chunk.delimiter, layout.csv_weights, &mut block, &at)?;
+        match width {
+            None => width = Some(w),
+            Some(expected) if expected != w => {
+                return Err(DataError::Malformed {
+                    at: at(None),
+                    problem: format!("{w} feature columns; the rows before have {expected}"),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    block.width = width.unwrap_or(0);
+    Ok(block)
+}
+
+fn label(text: &[u8], column: &str, at: &dyn Fn(Option<String>) -> Position) -> Result<f32, DataError> {
+    dmlc::parse_field(text).filter(|v| v.is_finite()).ok_or_else(|| DataError::Malformed {
+        at: at(Some(column.into())),
+        problem: format!("the label `{}` is not a finite number", String::from_utf8_lossy(text.trim_ascii())),
+    })
+}
+
+fn weight(text: &[u8], column: &str, at: &dyn Fn(Option<String>) -> Position) -> Result<f32, DataError> {
+    dmlc::parse_field(text).filter(|w| w.is_finite() && *w >= 0.0).ok_or_else(|| DataError::Malformed {
+        at: at(Some(column.into())),
+        problem: format!("the weight `{}` is not a non-negative number", String::from_utf8_lossy(text.trim_ascii())),
+    })
+}
+
+fn feature_value(text: &[u8], column: String, at: &dyn Fn(Option<String>) -> Position) -> Result<f32, DataError> {
+    match dmlc::parse_field(text) {
+        Some(v) if v.is_infinite() => Err(DataError::Malformed {
+            at: at(Some(column)),
+            problem: format!("`{}` is infinite; XGBoost refuses infinite features", String::from_utf8_lossy(text.trim_ascii())),
+        }),
+        Some(v) => Ok(v),
+        None => Err(DataError::Malformed {
+            at: at(Some(column)),
+            problem: format!(
+                "`{}` is not a number (an empty field is a missing value)",
+                String::from_utf8_lossy(text.trim_ascii())
+            ),
+        }),
+    }
+}
+
+/// One CSV row: label, optional weight, then features. Returns the row's feature count.
+fn csv_row(
+    line: &[u8],
+    delimiter: u8,
+    csv_weights: bool,
+    block: &mut RowBlock,
+    at: &dyn Fn(Option<String>) -> Position,
+) -> Result<usize, DataError> {
+    let mut fields = line.split(|&b| b == delimiter);
+    block.labels.push(label(fields.next().unwrap_or(&[]), "1 (label)", at)?);
+    if csv_weights {
+        block.weights.push(weight(fields.next().unwrap_or(&[]), "2 (weight)", at)?);
+    }
+    let first = usize::from(csv_weights) + 2;
+    let before = block.values.len();
+    for (i, field) in fields.enumerate() {
+        let v = feature_value(field, (first + i).to_string(), at)?;
+        block.values.push(v);
+    }
+    let width = block.values.len() - before;
+    if width == 0 {
+        return Err(DataError::Malformed { at: at(None), problem: "a row has a label but no features".into() });
+    }
+    Ok(width)
+}
+
+/// One libsvm row: `label[:weight] [qid:n] index:value ...`.
+fn libsvm_row(line: &[u8], block: &mut RowBlock, at: &dyn Fn(Option<String>) -> Position) -> Result<(), DataError> {
+    let mut tokens = line.split(|b| b.is_ascii_whitespace()).filter(|t| !t.is_empty());
+    let head = tokens.next().unwrap_or(&[]);
+    let (label_text, weight_text) = match head.iter().position(|&b| b == b':') {
+        Some(i) => (&head[..i], Some(&head[i + 1..])),
+        None => (head, None),
+    };
+    block.labels.push(label(label_text, "label", at)?);
+    match weight_text {
+        Some(w) => {
+            let rows_before = block.labels.len() - 1;
+            if block.weights.len() < rows_before {
+                block.weights.resize(rows_before, 1.0);
+            }
+            block.weights.push(weight(w, "weight", at)?);
+        }
+        None if !block.weights.is_empty() => block.weights.push(1.0),
+        None => {}
+    }
+    let start = block.indices.len();
+    for token in tokens {
+        if token.starts_with(b"qid:") {
+            continue;
+        }
+        let not_pair = || DataError::Malformed {
+            at: at(None),
+            problem: format!("`{}` is not `index:value`", String::from_utf8_lossy(token)),
+        };
+        let colon = token.iter().position(|&b| b == b':').ok_or_else(not_pair)?;
+        let index: u32 = std::str::from_utf8(&token[..colon])
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|&i| i <= u64::from(MAX_FEATURE_INDEX))
+            .map(|i| i as u32)
+            .ok_or_else(|| DataError::Malformed {
+                at: at(None),
+                problem: format!(
+                    "`{}`: the feature index must be an integer in [0, {MAX_FEATURE_INDEX}]",
+                    String::from_utf8_lossy(token)
+                ),
+            })?;
+        let value = feature_value(&token[colon + 1..], index.to_string(), at)?;
+        if value.is_nan() {
+            continue;
+        }
+        block.indices.push(index);
+        block.values.push(value);
+    }
+    // Sorted by index; a repeated index is an error (XGBoost would keep both entries).
+    let row = start..block.indices.len();
+    if !block.indices[row.clone()].is_sorted() {
+        let mut pairs: Vec<(u32, f32)> = row.clone().map(|i| (block.indices[i], block.values[i])).collect();
+        pairs.sort_by_key(|p| p.0);
+        for (k, (i, v)) in pairs.into_iter().enumerate() {
+            block.indices[start + k] = i;
+            block.values[start + k] = v;
+        }
+    }
+    if let Some(w) = block.indices[row].windows(2).find(|w| w[0] == w[1]) {
+        return Err(DataError::Malformed {
+            at: at(Some(w[0].to_string())),
+            problem: "the feature index appears twice in the row".into(),
+        });
+    }
+    block.offsets.push(block.indices.len() as u32);
+    Ok(())
+}
+
+/// A Parquet file's rows in blocks: label first, numbers of any width, null = missing.
+fn parquet_blocks(file: &Path) -> Result<impl Iterator<Item = Result<RowBlock, DataError>>, DataError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let path = Arc::new(file.to_path_buf());
+    let malformed = {
+        let path = Arc::clone(&path);
+        move |row: u64, column: Option<String>, problem: String| DataError::Malformed {
+            at: Position { file: (*path).clone(), line: row, column },
+            problem,
+        }
+    };
+    let handle = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
+    let reader =
+        SerializedFileReader::new(handle).map_err(|e| malformed(0, None, format!("not a readable Parquet file: {e}")))?;
+    let columns = reader.metadata().file_metadata().schema_descr().num_columns();
+    if columns < 2 {
+        return Err(malformed(0, None, format!("{columns} columns; a label and at least one feature are needed")));
+    }
+    let rows = reader.into_iter();
+    let mut next_row = 0u64;
+    let mut rows = rows.peekable();
+    Ok(std::iter::from_fn(move || {
+        rows.peek()?;
+        let mut block = RowBlock { file: Arc::clone(&path), width: columns - 1, ..Default::default() };
+        for row in rows.by_ref().take(PARQUET_BLOCK_ROWS) {
+            next_row += 1;
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => return Some(Err(malformed(next_row, None, format!("cannot be read: {e}")))),
+            };
+            block.lines.push(next_row);
+            for (c, (name, field)) in row.get_column_iter().enumerate() {
+                let value = match parquet_number(field) {
+                    Some(v) => v,
+                    None => return Some(Err(malformed(next_row, Some(name.clone()), format!("{field} is not a number")))),
+                };
+                if c == 0 {
+                    if !value.is_finite() {
+                        return Some(Err(malformed(
+                            next_row,
+                            Some(name.clone()),
+                            "the label (first column) must be a finite number".into(),
+                        )));
+                    }
+                    block.labels.push(value);
+                } else if value.is_infinite() {
+                    return Some(Err(malformed(next_row, Some(name.clone()), "infinite; XGBoost refuses infinite features".into())));
+                } else {
+                    block.values.push(value);
+                }
+            }
+        }
+        Some(Ok(block))
+    }))
+}
+
+fn parquet_number(field: &parquet::record::Field) -> Option<f32> {
+    use parquet::record::Field;
+    Some(match field {
+        Field::Null => f32::NAN,
+        Field::Bool(b) => f32::from(u8::from(*b)),
+        Field::Byte(v) => f32::from(*v),
+        Field::Short(v) => f32::from(*v),
+        Field::Int(v) => *v as f32,
+        Field::Long(v) => *v as f32,
+        Field::UByte(v) => f32::from(*v),
+        Field::UShort(v) => f32::from(*v),
+        Field::UInt(v) => *v as f32,
+        Field::ULong(v) => *v as f32,
+        Field::Float(v) => *v,
+        Field::Double(v) => *v as f32,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocks(text: &str, content_type: ContentType) -> Result<Vec<RowBlock>, DataError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.txt");
+        std::fs::write(&path, text).unwrap();
+        let mut out = Vec::new();
+        for_each_block(&path, Layout { content_type, csv_weights: false }, Ok, |b| {
+            out.push(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn csv_rows_are_dense_and_libsvm_rows_sparse() {
+        let b = &blocks("1.5,2,,3\n\n0,1,2,3\n", ContentType::Csv).unwrap()[0];
+        assert_eq!((b.labels.clone(), b.width, b.lines.clone()), (vec![1.5, 0.0], 3, vec![1, 3]));
+        assert!(b.values[1].is_nan());
+        let b = &blocks("1 3:1.5 0:2\n0:2 1:4\n", ContentType::Libsvm).unwrap()[0];
+        assert_eq!(b.indices, [0, 3, 1]);
+        assert_eq!(b.values, [2.0, 1.5, 4.0]);
+        assert_eq!(b.offsets, [0, 2, 3]);
+        assert_eq!(b.weights, [1.0, 2.0]);
+    }
+
+    #[test]
+    fn huge_indices_cost_nothing() {
+        let b = &blocks("1 1073741823:1\n0 2147483647:2\n", ContentType::Libsvm).unwrap()[0];
+        assert_eq!(b.indices, [1073741823, 2147483647]);
+        let err = blocks("1 2147483648:1\n", ContentType::Libsvm).unwrap_err().to_string();
+        assert!(err.contains("line 1: `2147483648:1`: the feature index must be an integer in [0, 2147483647]"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let err = blocks("1,2,3\n1,2\n", ContentType::Csv).unwrap_err().to_string();
+        assert!(err.contains("data.txt, line 2: 1 feature columns; the rows before have 2"), "{err}");
+        let err = blocks("1,2,3\n1,x,3\n", ContentType::Csv).unwrap_err().to_string();
+        assert!(err.contains("line 2, column `2`: `x` is not a number"), "{err}");
+        let err = blocks("1,inf\n", ContentType::Csv).unwrap_err().to_string();
+        assert!(err.contains("column `2`: `inf` is infinite"), "{err}");
+        let err = blocks("1 3:1 3:2\n", ContentType::Libsvm).unwrap_err().to_string();
+        assert!(err.contains("column `3`: the feature index appears twice"), "{err}");
+    }
+}

@@ -1,0 +1,249 @@
+//! Boosting rounds on quantized data, as XGBoost's `gbtree` runs them: gradients from the
+//! objective at the current margins, one tree per output group (times `num_parallel_tree`),
+//! the training margins updated from each leaf's rows (XGBoost's prediction cache), the
+//! validation margins by walking the new trees, then the metrics.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use hessboost::data::MetaInfo;
+use hessboost::metric::Metric;
+use hessboost::objective::{GradPair, Loss};
+
+use super::cuts::Cuts;
+use super::evaluate::{Stats, TreeParams};
+use super::grow::{self, GrowContext, TreeNode};
+use super::matrix::{Bin, BinnedMatrix, Storage};
+use super::objective::{self, Formula};
+use super::partition::Partition;
+use super::sample::{self, ColumnSampler};
+use crate::with_bins;
+
+/// A labelled, quantized data set.
+#[derive(Debug)]
+pub struct DataSet {
+    pub name: String,
+    /// Training bins, or fine bins for a set that is only predicted on.
+    pub matrix: BinnedMatrix,
+    pub labels: Vec<f32>,
+    pub weights: Option<Vec<f32>>,
+}
+
+impl DataSet {
+    pub fn meta(&self) -> MetaInfo<'_> {
+        MetaInfo::new(&self.labels, self.weights.as_deref(), None)
+    }
+}
+
+/// How the rounds run, beside the tree parameters.
+pub struct Booster {
+    pub tree: TreeParams,
+    pub loss: Arc<dyn Loss>,
+    /// Where XGBoost's own formulas replace the loss's.
+    pub formula: Formula,
+    pub groups: usize,
+    pub num_parallel_tree: usize,
+    pub subsample: f32,
+    pub seed: u64,
+    pub metrics: Vec<(String, Box<dyn Metric>)>,
+    /// Margin each group starts from.
+    pub base_margin: Vec<f32>,
+}
+
+/// A finished round's trees (each with its output group) and metric values.
+pub struct Round<'a> {
+    pub iteration: usize,
+    /// `(data set, metric, value)` in XGBoost's order: sets, then metrics.
+    pub scores: &'a [(String, String, f64)],
+}
+
+/// The state of a training: its data, the trees so far and the margins they give.
+pub struct Training {
+    pub booster: Booster,
+    pub cuts: Cuts,
+    pub train: DataSet,
+    pub evals: Vec<DataSet>,
+    /// `rows x groups` per data set (train first).
+    pub margins: Vec<Vec<f32>>,
+    /// Every tree, with its group.
+    pub trees: Vec<(u32, Vec<TreeNode>)>,
+    pub round_bounds: Vec<usize>,
+    partition: Partition,
+    gpair: Vec<GradPair>,
+}
+
+impl Training {
+    pub fn new(booster: Booster, cuts: Cuts, train: DataSet, evals: Vec<DataSet>) -> Self {
+        let g = booster.groups;
+        let mut margins = Vec::with_capacity(1 + evals.len());
+        for set in std::iter::once(&train).chain(&evals) {
+            let mut m = vec![0.0f32; set.labels.len() * g];
+            for row in m.chunks_mut(g) {
+                row.copy_from_slice(&booster.base_margin);
+            }
+            margins.push(m);
+        }
+        Self {
+            booster,
+            cuts,
+            train,
+            evals,
+            margins,
+            trees: Vec::new(),
+            round_bounds: vec![0],
+            partition: Partition::default(),
+            gpair: Vec::new(),
+        }
+    }
+
+    /// Continue from earlier rounds' trees (a checkpoint): their margins are recomputed.
+    pub fn resume(&mut self, trees: Vec<(u32, Vec<TreeNode>)>, round_bounds: Vec<usize>) {
+        for (group, nodes) in &trees {
+            self.add_to_margins(*group as usize, nodes);
+        }
+        self.trees = trees;
+        self.round_bounds = round_bounds;
+    }
+
+    pub fn rounds(&self) -> usize {
+        self.round_bounds.len() - 1
+    }
+
+    /// Run one round; `sync` makes sums global (identity on one host).
+    pub fn round(&mut self, sync: &(dyn Fn(&mut [Stats]) + Sync)) -> Vec<(String, String, f64)> {
+        let b = &self.booster;
+        let iteration = self.rounds();
+        let rows = self.train.labels.len();
+        let g = b.groups;
+        self.gpair.resize(rows * g, GradPair { grad: 0.0, hess: 0.0 });
+        objective::gradient(b.formula, b.loss.as_ref(), &self.margins[0], &self.train.meta(), &mut self.gpair, iteration);
+        let ctx = GrowContext {
+            params: &b.tree,
+            matrix: &self.train.matrix,
+            cuts: &self.cuts,
+            dense_root_sum: matches!(self.train.matrix.storage, Storage::Dense { missing: u32::MAX, .. }),
+            sync,
+        };
+        let mut column = vec![GradPair { grad: 0.0, hess: 0.0 }; rows];
+        let mut new_trees = Vec::with_capacity(g * b.num_parallel_tree);
+        for group in 0..g {
+            for tree_in_group in 0..b.num_parallel_tree {
+                for (r, gp) in column.iter_mut().enumerate() {
+                    *gp = self.gpair[r * g + group];
+                }
+                let tree_id = (self.trees.len() + new_trees.len()) as u64;
+                sample::subsample_rows(&mut column, |r| r as u64, b.subsample, b.seed, tree_id);
+                let mut sampler = ColumnSampler::new(
+                    self.cuts.features(),
+                    b.seed,
+                    tree_id,
+                    b.tree.colsample_bytree,
+                    b.tree.colsample_bylevel,
+                    b.tree.colsample_bynode,
+                );
+                let nodes = grow::grow(&ctx, &column, &mut sampler, &mut self.partition);
+                // The next tree resets the partition: take the leaves' rows now.
+                add_from_partition(&self.partition, &nodes, &mut self.margins[0], g, group);
+                new_trees.push((group as u32, nodes));
+                let _ = tree_in_group;
+            }
+        }
+        for (group, nodes) in new_trees {
+            self.add_to_eval_margins(group as usize, &nodes);
+            self.trees.push((group, nodes));
+        }
+        self.round_bounds.push(self.trees.len());
+        self.scores()
+    }
+
+    /// Add an earlier tree's leaf values to every data set's margins.
+    fn add_to_margins(&mut self, group: usize, nodes: &[TreeNode]) {
+        walk_into(&self.train.matrix, nodes, false, &mut self.margins[0], self.booster.groups, group);
+        self.add_to_eval_margins(group, nodes);
+    }
+
+    fn add_to_eval_margins(&mut self, group: usize, nodes: &[TreeNode]) {
+        for (i, set) in self.evals.iter().enumerate() {
+            walk_into(&set.matrix, nodes, true, &mut self.margins[i + 1], self.booster.groups, group);
+        }
+    }
+
+    /// Each data set's metrics at the current margins.
+    pub fn scores(&self) -> Vec<(String, String, f64)> {
+        let mut out = Vec::new();
+        for (set, margins) in std::iter::once(&self.train).chain(&self.evals).zip(&self.margins) {
+            let mut preds = margins.clone();
+            objective::eval_transform(self.booster.formula, self.booster.loss.as_ref(), &mut preds);
+            for (name, metric) in &self.booster.metrics {
+                out.push((set.name.clone(), name.clone(), metric.eval_info(&preds, &set.meta())));
+            }
+        }
+        out
+    }
+
+    /// Train until `num_round` rounds exist or `on_round` breaks.
+    pub fn run(
+        &mut self,
+        num_round: usize,
+        sync: &(dyn Fn(&mut [Stats]) + Sync),
+        mut on_round: impl FnMut(&Self, Round<'_>) -> ControlFlow<()>,
+    ) {
+        while self.rounds() < num_round {
+            let scores = self.round(sync);
+            let round = Round { iteration: self.rounds() - 1, scores: &scores };
+            if on_round(self, round).is_break() {
+                break;
+            }
+        }
+    }
+}
+
+/// Add a just-grown tree's leaf values to the training margins, each leaf to its rows.
+fn add_from_partition(partition: &Partition, nodes: &[TreeNode], margins: &mut [f32], groups: usize, group: usize) {
+    for (nid, node) in nodes.iter().enumerate() {
+        if node.is_leaf() {
+            for &r in partition.rows_of(nid) {
+                margins[r as usize * groups + group] += node.value;
+            }
+        }
+    }
+}
+
+/// Add `nodes`' leaf values to `margins[row * groups + group]`, walking each row down the
+/// tree by its bins (`fine`: bins of a predicted-on set; else training bins).
+fn walk_into(matrix: &BinnedMatrix, nodes: &[TreeNode], fine: bool, margins: &mut [f32], groups: usize, group: usize) {
+    use rayon::prelude::*;
+    margins.par_chunks_mut(groups * 4096).enumerate().for_each(|(chunk, out)| {
+        let first = chunk * 4096;
+        for (i, row) in out.chunks_mut(groups).enumerate() {
+            row[group] += leaf_value(matrix, nodes, first + i, fine);
+        }
+    });
+}
+
+/// The leaf value row `r` reaches.
+#[inline]
+pub fn leaf_value(matrix: &BinnedMatrix, nodes: &[TreeNode], r: usize, fine: bool) -> f32 {
+    let mut n = 0usize;
+    loop {
+        let node = &nodes[n];
+        if node.is_leaf() {
+            return node.value;
+        }
+        let bin = match &matrix.storage {
+            Storage::Dense { bins, missing } => {
+                let b = with_bins!(bins, v => v[r * matrix.features + node.feature as usize].get());
+                (b != *missing).then_some(b)
+            }
+            Storage::Sparse { .. } => matrix.bin(r, node.feature as usize),
+        };
+        let left = match bin {
+            None => node.default_left,
+            // Training bins: left at or below the split's bin. Fine bins count the
+            // thresholds [min, cuts..] at or below the value: left when at most bin + 1.
+            Some(b) if fine => i64::from(b) <= i64::from(node.bin) + 1,
+            Some(b) => i64::from(b) <= i64::from(node.bin),
+        };
+        n = if left { node.left as usize } else { node.right as usize };
+    }
+}

@@ -1,0 +1,302 @@
+//! Reading a channel into quantized form without ever holding its float matrix: a scan
+//! (rows, labels, weights, each feature's present count), a sketch pass (XGBoost's quantile
+//! sketch per feature, in row order) and a binning pass. A set that is only predicted on
+//! (validation) is binned in one pass against the training cuts.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::boost::DataSet;
+use super::cuts::Cuts;
+use super::matrix::BinnedMatrix;
+use super::sketch::Sketch;
+use crate::data::DataError;
+use crate::data::blocks::{self, BlockSummary, Layout, RowBlock};
+
+/// The features that occur, and where each sits in the compact numbering the trainer uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureMap {
+    /// Compact index -> the feature's index in the data (libsvm index, CSV column).
+    pub original: Vec<u32>,
+    /// Features XGBoost would record: the largest index + 1.
+    pub num_feature: usize,
+    dense: bool,
+}
+
+impl FeatureMap {
+    /// The compact index of data feature `index`, if it occurs in training.
+    pub fn compact(&self, index: u32) -> Option<u32> {
+        if self.dense {
+            return ((index as usize) < self.original.len()).then_some(index);
+        }
+        self.original.binary_search(&index).ok().map(|i| i as u32)
+    }
+
+    pub fn len(&self) -> usize {
+        self.original.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.original.is_empty()
+    }
+}
+
+/// Labels and weights gathered in input order.
+#[derive(Default)]
+struct Targets {
+    labels: Vec<f32>,
+    weights: Option<Vec<f32>>,
+}
+
+impl Targets {
+    fn take(&mut self, block: &RowBlock) {
+        if !block.weights.is_empty() || self.weights.is_some() {
+            let w = self.weights.get_or_insert_with(|| vec![1.0; self.labels.len()]);
+            if block.weights.is_empty() {
+                w.extend(std::iter::repeat_n(1.0, block.rows()));
+            } else {
+                w.extend_from_slice(&block.weights);
+            }
+        }
+        self.labels.extend_from_slice(&block.labels);
+    }
+}
+
+/// Per-feature present counts of one block.
+enum Counts {
+    Dense(Vec<u64>),
+    Sparse(HashMap<u32, u64>),
+}
+
+/// A training channel, quantized with XGBoost's cuts.
+pub struct Loaded {
+    pub set: DataSet,
+    pub cuts: Cuts,
+    pub features: FeatureMap,
+    pub summary: BlockSummary,
+}
+
+/// Read, sketch and bin the training channel at `path`.
+pub fn training(path: &Path, layout: Layout, max_bin: usize, name: &str) -> Result<Loaded, DataError> {
+    // 1. Scan: labels, weights, present counts.
+    let mut targets = Targets::default();
+    let mut dense_counts: Vec<u64> = Vec::new();
+    let mut sparse_counts: HashMap<u32, u64> = HashMap::new();
+    let summary = blocks::for_each_block(
+        path,
+        layout,
+        |block| {
+            let counts = if block.sparse {
+                let mut c = HashMap::new();
+                for &i in &block.indices {
+                    *c.entry(i).or_insert(0u64) += 1;
+                }
+                Counts::Sparse(c)
+            } else {
+                let mut c = vec![0u64; block.width];
+                for row in block.values.chunks(block.width.max(1)) {
+                    for (n, v) in c.iter_mut().zip(row) {
+                        *n += u64::from(!v.is_nan());
+                    }
+                }
+                Counts::Dense(c)
+            };
+            Ok((block, counts))
+        },
+        |(block, counts)| {
+            targets.take(&block);
+            match counts {
+                Counts::Dense(c) => {
+                    dense_counts.resize(c.len().max(dense_counts.len()), 0);
+                    for (a, b) in dense_counts.iter_mut().zip(c) {
+                        *a += b;
+                    }
+                }
+                Counts::Sparse(c) => {
+                    for (i, n) in c {
+                        *sparse_counts.entry(i).or_insert(0) += n;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let (features, col_size): (FeatureMap, Vec<u64>) = if summary.sparse {
+        let mut used: Vec<(u32, u64)> = sparse_counts.into_iter().collect();
+        used.sort_unstable();
+        let original = used.iter().map(|u| u.0).collect();
+        (FeatureMap { original, num_feature: summary.width, dense: false }, used.into_iter().map(|u| u.1).collect())
+    } else {
+        let original = (0..summary.width as u32).collect();
+        (FeatureMap { original, num_feature: summary.width, dense: true }, dense_counts)
+    };
+    let rows = summary.rows;
+    tracing::debug!(rows, features = features.len(), "scanned");
+
+    // 2. Sketch, each feature's values in row order.
+    let mut sketches: Vec<Sketch> = col_size.iter().map(|&n| Sketch::for_column(n as usize, max_bin)).collect();
+    let weights = targets.weights.as_deref();
+    let mut row0 = 0usize;
+    blocks::for_each_block(
+        path,
+        layout,
+        |block| Ok((block.rows(), by_feature(&block, &features))),
+        |(rows_in_block, columns)| {
+            let offset = row0;
+            let mut jobs = Vec::with_capacity(columns.len());
+            let mut rest: &mut [Sketch] = &mut sketches;
+            let mut consumed = 0usize;
+            for (f, column) in columns {
+                let (_, tail) = std::mem::take(&mut rest).split_at_mut(f as usize - consumed);
+                let (mine, tail) = tail.split_first_mut().expect("features are in range");
+                rest = tail;
+                consumed = f as usize + 1;
+                jobs.push((mine, column));
+            }
+            jobs.into_par_iter().for_each(|(sketch, column)| {
+                for (r, v) in column {
+                    let w = weights.map_or(1.0, |w| w[offset + r as usize]);
+                    sketch.push(v, w);
+                }
+            });
+            row0 += rows_in_block;
+            Ok(())
+        },
+    )?;
+    let mut cuts = Cuts::builder(features.len());
+    for (sketch, &n) in sketches.into_iter().zip(&col_size) {
+        cuts.push_feature(Some(sketch), n as usize, max_bin);
+    }
+
+    // 3. Bin.
+    let any_missing = !summary.sparse && col_size.iter().any(|&n| (n as usize) < rows);
+    let largest = cuts.max_bins_per_feature().saturating_sub(1) as u32;
+    let matrix = bin_pass(path, layout, &cuts, &features, !summary.sparse, largest, any_missing, rows, false)?;
+    let set = DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights };
+    Ok(Loaded { set, cuts, features, summary })
+}
+
+/// A set that is only predicted on, binned with fine bins against `cuts`.
+pub fn evaluation(
+    path: &Path,
+    layout: Layout,
+    cuts: &Cuts,
+    features: &FeatureMap,
+    name: &str,
+) -> Result<(DataSet, BlockSummary), DataError> {
+    // Fine bins run to cuts + 1, plus the missing sentinel.
+    let largest = cuts.max_bins_per_feature() as u32 + 1;
+    let dense = features.dense;
+    let mut targets = Targets::default();
+    let mut matrix = BinnedMatrix::new(features.len(), dense, largest, true, 0);
+    let summary = blocks::for_each_block(
+        path,
+        layout,
+        |block| {
+            let binned = bin_block(&block, cuts, features, &matrix_template(features, dense, largest), true);
+            Ok((block, binned))
+        },
+        |(block, binned)| {
+            if dense && block.width != features.len() {
+                return Err(DataError::Malformed {
+                    at: crate::data::Position { file: (*block.file).clone(), line: block.lines.first().copied().unwrap_or(0), column: None },
+                    problem: format!("{} feature columns; the training data has {}", block.width, features.len()),
+                });
+            }
+            targets.take(&block);
+            matrix.append(&binned);
+            Ok(())
+        },
+    )?;
+    matrix.shrink_to_fit();
+    Ok((DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights }, summary))
+}
+
+fn matrix_template(features: &FeatureMap, dense: bool, largest: u32) -> BinnedMatrix {
+    BinnedMatrix::new(features.len(), dense, largest, true, 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bin_pass(
+    path: &Path,
+    layout: Layout,
+    cuts: &Cuts,
+    features: &FeatureMap,
+    dense: bool,
+    largest: u32,
+    any_missing: bool,
+    rows: usize,
+    fine: bool,
+) -> Result<BinnedMatrix, DataError> {
+    let mut matrix = BinnedMatrix::new(features.len(), dense, largest, any_missing, rows);
+    let template = matrix.block(0);
+    blocks::for_each_block(path, layout, |block| Ok(bin_block(&block, cuts, features, &template, fine)), |binned| {
+        matrix.append(&binned);
+        Ok(())
+    })?;
+    matrix.shrink_to_fit();
+    Ok(matrix)
+}
+
+/// One block's bins, in `template`'s layout. Fine bins count the thresholds `[min, cuts..]`
+/// at or below each value.
+fn bin_block(block: &RowBlock, cuts: &Cuts, features: &FeatureMap, template: &BinnedMatrix, fine: bool) -> BinnedMatrix {
+    let mut out = template.block(block.rows());
+    let bin = |f: usize, v: f32| -> u32 {
+        if fine {
+            let c = cuts.feature_cuts(f);
+            u32::from(v >= cuts.min_values[f]) + c.partition_point(|&t| t <= v) as u32
+        } else {
+            cuts.bin(f, v)
+        }
+    };
+    for r in 0..block.rows() {
+        if out.is_dense() {
+            let row = &block.values[r * block.width..(r + 1) * block.width];
+            out.push_dense_row(row.iter().enumerate().map(|(f, &v)| (!v.is_nan()).then(|| bin(f, v))));
+        } else {
+            out.push_sparse_row(
+                block.entries(r).filter_map(|(i, v)| features.compact(i).map(|f| (f, bin(f as usize, v)))),
+            );
+        }
+    }
+    out
+}
+
+/// A block's present values by compact feature, as `(row in block, value)` in row order;
+/// only features with values, in increasing order.
+fn by_feature(block: &RowBlock, features: &FeatureMap) -> Vec<(u32, Vec<(u32, f32)>)> {
+    if !block.sparse {
+        return (0..block.width)
+            .map(|f| {
+                let column = (0..block.rows())
+                    .filter_map(|r| {
+                        let v = block.values[r * block.width + f];
+                        (!v.is_nan()).then_some((r as u32, v))
+                    })
+                    .collect();
+                (f as u32, column)
+            })
+            .collect();
+    }
+    let mut entries: Vec<(u32, u32, f32)> = Vec::with_capacity(block.values.len());
+    for r in 0..block.rows() {
+        for (i, v) in block.entries(r) {
+            if let Some(f) = features.compact(i) {
+                entries.push((f, r as u32, v));
+            }
+        }
+    }
+    // Stable: each feature's values stay in row order.
+    entries.sort_by_key(|e| e.0);
+    let mut out: Vec<(u32, Vec<(u32, f32)>)> = Vec::new();
+    for (f, r, v) in entries {
+        match out.last_mut() {
+            Some((last, column)) if *last == f => column.push((r, v)),
+            _ => out.push((f, vec![(r, v)])),
+        }
+    }
+    out
+}

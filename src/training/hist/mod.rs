@@ -1,0 +1,236 @@
+//! Our `hist` trainer: XGBoost's CPU `hist` method on quantized data. The data is read in a
+//! few streaming passes into bins (the float matrix is never whole in memory), cut where
+//! XGBoost cuts (its weighted quantile sketch), and the trees grow with XGBoost's arithmetic,
+//! so that a deterministic training gives XGBoost's trees. Objectives and metrics are
+//! hessboost's (XGBoost's formulas).
+//!
+//! Layout: `sketch`, `cuts` (cut points), `matrix` (bins), `load` (channel -> bins),
+//! `evaluate` (split finding), `histogram`, `partition`, `grow` (one tree), `sample`,
+//! `boost` (rounds), `model` (trees <-> XGBoost model).
+
+pub mod boost;
+pub mod cuts;
+pub mod evaluate;
+pub mod grow;
+pub mod histogram;
+pub mod load;
+pub mod matrix;
+pub mod model;
+pub mod objective;
+pub mod partition;
+pub mod sample;
+pub mod sketch;
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use hessboost::config::{GrowPolicy, MaxDeltaStep, Monotone, SamplingMethod, TrainingParams};
+use hessboost::data::MetaInfo;
+
+use self::boost::{Booster, Training};
+use self::evaluate::TreeParams;
+use self::load::FeatureMap;
+use super::engine::{Engine, Scores};
+use super::job::Error;
+use crate::data::blocks::Layout;
+use crate::model::forest::{Forest, Objective};
+
+/// Where the channels are and how their rows are laid out.
+pub struct Inputs {
+    pub train: PathBuf,
+    pub validation: Option<PathBuf>,
+    pub layout: Layout,
+    /// Objective parameters to record in the model (`tweedie_variance_power`, ...).
+    pub objective_params: Vec<(String, String)>,
+    pub scale_pos_weight: f32,
+}
+
+/// Why a configuration goes to the other engine, if it does.
+pub fn unsupported(params: &TrainingParams, objective: &str) -> Option<String> {
+    use hessboost::config::{BoosterKind, TreeMethod};
+    if !matches!(params.booster, BoosterKind::GbTree) {
+        return Some("a booster other than gbtree".into());
+    }
+    if !matches!(params.tree_method, TreeMethod::Hist | TreeMethod::Auto) {
+        return Some("tree_method other than hist".into());
+    }
+    if !matches!(params.grow_policy, GrowPolicy::DepthWise | GrowPolicy::LossGuide) {
+        return Some("grow policy".into());
+    }
+    if !params.interaction_constraints.is_empty() {
+        return Some("interaction_constraints".into());
+    }
+    if params.sampling_method != SamplingMethod::Uniform {
+        return Some("sampling_method gradient_based".into());
+    }
+    const OURS: &[&str] = &[
+        "reg:squarederror",
+        "reg:linear",
+        "reg:logistic",
+        "reg:pseudohubererror",
+        "reg:squaredlogerror",
+        "reg:gamma",
+        "reg:tweedie",
+        "count:poisson",
+        "binary:logistic",
+        "binary:logitraw",
+        "binary:hinge",
+        "multi:softmax",
+        "multi:softprob",
+    ];
+    if !OURS.contains(&objective) {
+        return Some(format!("objective `{objective}`"));
+    }
+    None
+}
+
+pub struct HistEngine {
+    training: Training,
+    features: FeatureMap,
+    objective: Objective,
+    objective_params: Vec<(String, String)>,
+    base_score: Vec<f32>,
+    num_feature: usize,
+}
+
+fn tree_params(params: &TrainingParams, objective: &str, features: &FeatureMap) -> TreeParams {
+    let max_delta_step = match params.max_delta_step {
+        MaxDeltaStep::ObjectiveDefault if objective == "count:poisson" => 0.7,
+        MaxDeltaStep::ObjectiveDefault | MaxDeltaStep::Unbounded => 0.0,
+        MaxDeltaStep::Bounded(v) => v,
+        _ => 0.0,
+    };
+    let monotone = features
+        .original
+        .iter()
+        .map(|&f| match params.monotone_constraints.get(f as usize) {
+            Some(Monotone::Increasing) => 1,
+            Some(Monotone::Decreasing) => -1,
+            _ => 0,
+        })
+        .collect();
+    TreeParams {
+        eta: params.eta as f32,
+        gamma: params.gamma as f32,
+        max_depth: params.max_depth.map_or(0, |d| d.get() as u32),
+        max_leaves: params.max_leaves.map_or(0, |l| l.get() as u32),
+        min_child_weight: params.min_child_weight as f32,
+        max_delta_step: max_delta_step as f32,
+        lambda: params.lambda as f32,
+        alpha: params.alpha as f32,
+        lossguide: params.grow_policy == GrowPolicy::LossGuide,
+        monotone,
+        colsample_bytree: params.colsample_bytree as f32,
+        colsample_bylevel: params.colsample_bylevel as f32,
+        colsample_bynode: params.colsample_bynode as f32,
+    }
+}
+
+impl HistEngine {
+    pub fn new(params: &TrainingParams, inputs: &Inputs, checkpoint: Option<&Forest>) -> Result<Self, Error> {
+        let engine_error = |e: hessboost::error::HessboostError| Error::Channel(format!("the data cannot be used: {e}"));
+        let loaded = load::training(&inputs.train, inputs.layout, params.max_bin, "train")?;
+        let (features, cuts) = (loaded.features, loaded.cuts);
+        let mut evals = Vec::new();
+        let mut num_feature = features.num_feature;
+        if let Some(path) = &inputs.validation {
+            let (set, summary) = load::evaluation(path, inputs.layout, &cuts, &features, "validation")?;
+            num_feature = num_feature.max(summary.width);
+            evals.push(set);
+        }
+        let train = loaded.set;
+        tracing::info!(
+            rows = train.labels.len(),
+            features = num_feature,
+            present_features = features.len(),
+            validation_rows = evals.first().map(|v| v.labels.len()),
+            bins = cuts.total_bins(),
+            matrix_mb = train.matrix.bytes() / (1 << 20),
+            "data loaded and quantized"
+        );
+
+        let loss = params.loss(1).map_err(|e| Error::Unsupported(e.to_string()))?;
+        let objective_name = loss.name().to_string();
+        let groups = loss.n_outputs();
+        let meta = MetaInfo::new(&train.labels, train.weights.as_deref(), None);
+        for set in std::iter::once(&train).chain(&evals) {
+            loss.validate_info(&set.meta()).map_err(|e| Error::Channel(format!("the {} data: {e}", set.name)))?;
+        }
+        let base_margin = match params.base_score {
+            Some(bs) => {
+                loss.validate_base_score(bs).map_err(engine_error)?;
+                let mut scores = vec![bs as f32; groups];
+                loss.probs_to_margins(&mut scores);
+                scores
+            }
+            None => loss.base_margins_info(&meta),
+        };
+        if base_margin.len() != groups || base_margin.iter().any(|m| !m.is_finite()) {
+            return Err(Error::Channel(format!("the estimated intercept is not finite ({base_margin:?}); check the labels")));
+        }
+        let base_score = match params.base_score {
+            Some(bs) => vec![bs as f32; groups],
+            // XGBoost keeps a multiclass intercept as margins (softmax has no inverse link).
+            None if groups > 1 => base_margin.clone(),
+            None => {
+                let mut b = base_margin.clone();
+                loss.margins_to_probs(&mut b);
+                b
+            }
+        };
+        let metric_list = if params.eval_metric.is_empty() { vec![loss.default_metric()] } else { params.eval_metric.clone() };
+        let metrics = metric_list
+            .iter()
+            .map(|m| Ok((m.name().into_owned(), m.build(groups).map_err(|e| Error::Unsupported(e.to_string()))?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let booster = Booster {
+            tree: tree_params(params, &objective_name, &features),
+            formula: objective::Formula::for_objective(&objective_name, inputs.scale_pos_weight, groups),
+            loss,
+            groups,
+            num_parallel_tree: params.num_parallel_tree.max(1),
+            subsample: params.subsample as f32,
+            seed: params.seed,
+            metrics,
+            base_margin,
+        };
+        let objective = Objective::parse(&objective_name).map_err(Error::Unsupported)?;
+        let mut training = Training::new(booster, cuts, train, evals);
+        if let Some(forest) = checkpoint {
+            let trees = model::from_forest(forest, &training.cuts, &features)
+                .map_err(|e| Error::Channel(format!("the checkpoint does not continue this training: {e}")))?;
+            training.resume(trees, forest.round_bounds.clone());
+        }
+        Ok(Self { training, features, objective, objective_params: inputs.objective_params.clone(), base_score, num_feature })
+    }
+}
+
+impl Engine for HistEngine {
+    fn rounds(&self) -> usize {
+        self.training.rounds()
+    }
+
+    fn train(&mut self, n: usize, on_round: &mut (dyn FnMut(usize, &Scores) -> ControlFlow<()> + Send)) -> Result<(), Error> {
+        let target = self.training.rounds() + n;
+        let one_host = |_: &mut [evaluate::Stats]| {};
+        self.training.run(target, &one_host, |_, round| on_round(round.iteration, &round.scores.to_vec()));
+        Ok(())
+    }
+
+    fn forest(&self) -> Result<Forest, Error> {
+        let info = model::ModelInfo {
+            objective: self.objective.clone(),
+            objective_params: self.objective_params.clone(),
+            num_feature: self.num_feature,
+            groups: self.training.booster.groups,
+            base_score: self.base_score.clone(),
+            num_parallel_tree: self.training.booster.num_parallel_tree,
+            features: &self.features,
+        };
+        Ok(model::to_forest(&info, &self.training.trees, &self.training.round_bounds))
+    }
+
+    fn checkpoint(&self) -> Result<Vec<u8>, Error> {
+        Ok(crate::model::to_ubjson(&self.forest()?))
+    }
+}
