@@ -3,10 +3,10 @@
 # gunicorn, 2 workers) on the same model, machine and payloads, with wrk; then the time from
 # `docker run` (and from starting the process) to the first 200 on /ping.
 # Needs: wrk (apt-get install wrk), scripts/python-xgboost plus flask and gunicorn in
-# /opt/xgb32 (or PYTHON_ENV=...), and the sagestep-serve image (docker/build-images.sh).
+# target/python/xgb32 (or PYTHON_ENV=...), and the sagestep-serve image (docker/build-images.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-env_dir=${PYTHON_ENV:-/opt/xgb32}
+env_dir=${PYTHON_ENV:-$PWD/target/python/xgb32}
 shared=${SHARED:-../shared}
 work=$PWD/target/bench/serve
 duration=${DURATION:-10s}

@@ -1,30 +1,76 @@
 #!/usr/bin/env bash
-# Training beside Python xgboost 3.2.0, in one run: a synthetic 1,000,000 x 28 regression set
-# (CSV, label first), hist, depth 6, eta 0.3, 100 rounds, 2 threads. Prints wall time and peak
-# memory (max RSS) of each whole process, data loading included.
-# Needs scripts/python-xgboost (xgboost 3.2.0 in /opt/xgb32, or PYTHON=...).
+# Training beside Python xgboost 3.2.0 in one run, both doing the built-in algorithm's work:
+# CSV channels read by the text loader, hist, depth 6, eta 0.3, 100 rounds, 2 threads, rmse
+# on train and validation every round. Synthetic n x 28 regression data (label first, %.6g
+# text; validation n/10 rows), generated here into target/bench/train, never committed.
+# Prints wall time, peak memory (max RSS, data loading included) and memory / input size.
+#
+#   benches/train.sh                 1,000,000 and 10,000,000 rows
+#   benches/train.sh 1000000         the sizes given
+#   benches/train.sh --big           also ~10 GB: 100,000,000 rows (the 10M file ten times)
+#
+# Needs Python xgboost 3.2.0 (scripts/python-xgboost installs it into target/python).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-python=${PYTHON:-/opt/xgb32/bin/python}
+python=${PYTHON:-$PWD/target/python/xgb32/bin/python}
 work=$PWD/target/bench/train
 mkdir -p "$work"
-"$python" benches/train_python.py "$work" make
+big=0
+sizes=()
+for arg in "$@"; do
+  case $arg in
+    --big) big=1 ;;
+    *) sizes+=("$arg") ;;
+  esac
+done
+[ "${#sizes[@]}" -gt 0 ] || sizes=(1000000 10000000)
 cargo build --release --locked --bin train >/dev/null 2>&1
+bin=$PWD/target/x86_64-unknown-linux-musl/release/train
 
-/usr/bin/time -f '%e %M' -o "$work/python.time" "$python" benches/train_python.py "$work" train 2>/dev/null
-read -r py_s py_kib < "$work/python.time"
+make_big() {
+  # 100M rows: ten copies of the 10M-row file (the bench needs size, not new information).
+  "$python" benches/train_python.py make "$work" 10000000
+  if [ ! -f "$work/train-100000000.csv" ]; then
+    for _ in $(seq 10); do cat "$work/train-10000000.csv"; done > "$work/train-100000000.csv.partial"
+    mv "$work/train-100000000.csv.partial" "$work/train-100000000.csv"
+  fi
+  [ -f "$work/validation-100000000.csv" ] || cp "$work/train-10000000.csv" "$work/validation-100000000.csv"
+}
 
-ml=$(mktemp -d)
-trap 'rm -rf "$ml"' EXIT
-mkdir -p "$ml/input/config" "$ml/input/data/train"
-ln -s "$work/train.csv" "$ml/input/data/train/train.csv"
-echo '{"num_round": "100", "max_depth": "6", "eta": "0.3", "tree_method": "hist", "nthread": "2", "objective": "reg:squarederror"}' \
-  > "$ml/input/config/hyperparameters.json"
-echo '{"train": {"ContentType": "text/csv"}}' > "$ml/input/config/inputdataconfig.json"
-SAGESTEP_ML_ROOT=$ml /usr/bin/time -f '%e %M' -o "$work/ours.time" \
-  target/x86_64-unknown-linux-musl/release/train --checkpoint-every 100 >/dev/null 2>"$work/ours.log"
-read -r our_s our_kib < "$work/ours.time"
+ours() {
+  local rows=$1 ml
+  ml=$(mktemp -d)
+  mkdir -p "$ml/input/config" "$ml/input/data/train" "$ml/input/data/validation"
+  ln -s "$work/train-$rows.csv" "$ml/input/data/train/train.csv"
+  ln -s "$work/validation-$rows.csv" "$ml/input/data/validation/validation.csv"
+  echo '{"num_round": "100", "max_depth": "6", "eta": "0.3", "tree_method": "hist", "nthread": "2",
+         "objective": "reg:squarederror", "eval_metric": "rmse"}' > "$ml/input/config/hyperparameters.json"
+  echo '{"train": {"ContentType": "text/csv"}, "validation": {"ContentType": "text/csv"}}' \
+    > "$ml/input/config/inputdataconfig.json"
+  SAGESTEP_ML_ROOT=$ml /usr/bin/time -f '%e %M' -o "$work/ours.time" \
+    "$bin" --checkpoint-every 1000 >/dev/null 2>"$work/ours-$rows.log" || { tail -5 "$work/ours-$rows.log"; rm -rf "$ml"; return 1; }
+  rm -rf "$ml"
+}
 
-printf '%-28s %10s %12s\n' "" "wall time" "peak memory"
-printf '%-28s %9.2fs %10.0f MB\n' "python xgboost 3.2.0" "$py_s" "$((py_kib / 1024))"
-printf '%-28s %9.2fs %10.0f MB\n' "sagestep train (hessboost)" "$our_s" "$((our_kib / 1024))"
+report() {
+  local name=$1 time_file=$2 bytes=$3 s kib
+  if [ ! -s "$time_file" ]; then printf '%-30s %s\n' "$name" "failed"; return; fi
+  read -r s kib < "$time_file"
+  awk -v n="$name" -v s="$s" -v k="$kib" -v b="$bytes" \
+    'BEGIN { printf "%-30s %9.2fs %9.0f MB %10.2f\n", n, s, k / 1024, k * 1024 / b }'
+}
+
+[ "$big" = 1 ] && sizes+=(100000000)
+for rows in "${sizes[@]}"; do
+  if [ "$rows" = 100000000 ]; then make_big; else "$python" benches/train_python.py make "$work" "$rows"; fi
+  bytes=$(( $(stat -c %s "$work/train-$rows.csv") + $(stat -c %s "$work/validation-$rows.csv") ))
+  echo
+  echo "== $rows rows x 28 features: $((bytes / 1000000)) MB of CSV (train + validation)"
+  printf '%-30s %10s %12s %10s\n' "" "wall time" "peak memory" "mem/input"
+  rm -f "$work/python.time" "$work/ours.time"
+  /usr/bin/time -f '%e %M' -o "$work/python.time" "$python" benches/train_python.py train "$work" "$rows" \
+    >"$work/python-$rows.log" 2>&1 || { echo "python xgboost failed: $(tail -1 "$work/python-$rows.log")"; : > "$work/python.time"; }
+  report "python xgboost 3.2.0" "$work/python.time" "$bytes"
+  ours "$rows" || : > "$work/ours.time"
+  report "sagestep train" "$work/ours.time" "$bytes"
+done

@@ -1,23 +1,47 @@
-"""Python side of benches/train.sh. usage: train_python.py WORKDIR (make|train)"""
+"""Python side of benches/train.sh.
+
+usage: train_python.py make WORKDIR ROWS      writes train-ROWS.csv and validation-ROWS.csv
+       train_python.py train WORKDIR ROWS     trains as the built-in does (text loader, train
+                                              and validation evaluated every round)
+"""
 import os
 import sys
 import time
 
 import numpy as np
-import xgboost as xgb
 
-work, action = sys.argv[1], sys.argv[2]
-path = os.path.join(work, "train.csv")
+action, work, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+train = os.path.join(work, f"train-{rows}.csv")
+validation = os.path.join(work, f"validation-{rows}.csv")
+
+
+def write(path, n, seed):
+    """n x 28 synthetic regression rows, label first, %.6g text, in chunks."""
+    rng = np.random.default_rng(seed)
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        for start in range(0, n, 500_000):
+            m = min(500_000, n - start)
+            x = rng.normal(size=(m, 28)).astype(np.float32)
+            y = x[:, 0] * 2 + np.sin(x[:, 1] * 3) + x[:, 2] * x[:, 3] + rng.normal(scale=0.1, size=m)
+            np.savetxt(f, np.column_stack([y, x]), fmt="%.6g", delimiter=",")
+    os.rename(tmp, path)
+
+
 if action == "make":
-    if not os.path.exists(path):
-        rng = np.random.default_rng(0)
-        x = rng.normal(size=(1_000_000, 28)).astype(np.float32)
-        y = x[:, 0] * 2 + np.sin(x[:, 1] * 3) + x[:, 2] * x[:, 3] + rng.normal(scale=0.1, size=len(x))
-        np.savetxt(path, np.column_stack([y, x]), fmt="%.6g", delimiter=",")
+    if not os.path.exists(train):
+        write(train, rows, 0)
+    if not os.path.exists(validation):
+        write(validation, max(rows // 10, 1000), 1)
 else:
+    import xgboost as xgb
+
     start = time.perf_counter()
-    d = xgb.DMatrix(f"{path}?format=csv&label_column=0")
+    dtrain = xgb.DMatrix(f"{train}?format=csv&label_column=0")
+    dval = xgb.DMatrix(f"{validation}?format=csv&label_column=0")
     loaded = time.perf_counter()
-    xgb.train({"tree_method": "hist", "max_depth": 6, "eta": 0.3, "nthread": 2, "objective": "reg:squarederror"}, d, 100)
+    params = {"tree_method": "hist", "max_depth": 6, "eta": 0.3, "nthread": 2,
+              "objective": "reg:squarederror", "eval_metric": "rmse"}
+    xgb.train(params, dtrain, 100, evals=[(dtrain, "train"), (dval, "validation")], verbose_eval=False)
     done = time.perf_counter()
     print(f"python xgboost {xgb.__version__}: load {loaded - start:.2f} s, train {done - loaded:.2f} s")

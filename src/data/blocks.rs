@@ -82,7 +82,7 @@ pub fn for_each_block<T: Send>(
     path: &Path,
     layout: Layout,
     work: impl Fn(RowBlock) -> Result<T, DataError> + Sync,
-    mut consume: impl FnMut(T) -> Result<(), DataError>,
+    mut consume: impl FnMut(T) -> Result<(), DataError> + Send,
 ) -> Result<BlockSummary, DataError> {
     let files = data_files(path)?;
     let mut summary = BlockSummary::default();
@@ -99,7 +99,10 @@ pub fn for_each_block<T: Send>(
             }
             continue;
         }
+        // A pipeline: the next batch of chunks is parsed (and worked) on every core while
+        // the previous batch's results are consumed in order.
         let mut chunks = ChunkReader::open(file)?;
+        let mut ready: Vec<T> = Vec::new();
         loop {
             let mut pending = Vec::with_capacity(batch);
             while pending.len() < batch {
@@ -108,18 +111,25 @@ pub fn for_each_block<T: Send>(
                     None => break,
                 }
             }
-            if pending.is_empty() {
+            if pending.is_empty() && ready.is_empty() {
                 break;
             }
-            let parsed: Vec<Result<RowBlock, DataError>> = pending.into_par_iter().map(|c| parse_chunk(c, layout)).collect();
+            let previous = std::mem::take(&mut ready);
+            let (parsed, consumed) = rayon::join(
+                || -> Vec<Result<RowBlock, DataError>> { pending.into_par_iter().map(|c| parse_chunk(c, layout)).collect() },
+                || -> Result<(), DataError> {
+                    for item in previous {
+                        consume(item)?;
+                    }
+                    Ok(())
+                },
+            );
+            consumed?;
             let mut blocks = Vec::with_capacity(parsed.len());
             for block in parsed {
                 blocks.push(check_and_work(block?, &mut summary)?);
             }
-            let results: Vec<Result<T, DataError>> = blocks.into_par_iter().map(&work).collect();
-            for result in results {
-                consume(result?)?;
-            }
+            ready = blocks.into_par_iter().map(&work).collect::<Result<Vec<T>, DataError>>()?;
         }
     }
     if summary.rows == 0 {
@@ -127,6 +137,54 @@ pub fn for_each_block<T: Send>(
     }
     summary.files = files;
     Ok(summary)
+}
+
+/// The first block of an uncompressed text channel, to size a pass before it runs.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Rows in the first block, and the bytes they took.
+    pub rows: usize,
+    pub bytes: u64,
+    /// Bytes of every file of the channel.
+    pub total_bytes: u64,
+    /// Per column, the first block's present (non-missing) values.
+    pub present: Vec<u64>,
+}
+
+impl Probe {
+    /// The channel's rows, extrapolated from the first block.
+    pub fn estimated_rows(&self) -> f64 {
+        self.rows as f64 * self.total_bytes as f64 / self.bytes.max(1) as f64
+    }
+}
+
+/// Probe a dense text channel (`None` for libsvm, Parquet, gzip, or an empty first block).
+pub fn probe(path: &Path, layout: Layout) -> Result<Option<Probe>, DataError> {
+    if layout.content_type != ContentType::Csv {
+        return Ok(None);
+    }
+    let files = data_files(path)?;
+    let mut total_bytes = 0u64;
+    for file in &files {
+        if files::open(file)?.gzip {
+            return Ok(None);
+        }
+        total_bytes += std::fs::metadata(file).map_err(|e| DataError::io(file, e))?.len();
+    }
+    let Some(first) = files.first() else { return Ok(None) };
+    let Some(chunk) = ChunkReader::open(first)?.next_chunk()? else { return Ok(None) };
+    let bytes = chunk.bytes.len() as u64;
+    let block = parse_chunk(chunk, layout)?;
+    if block.rows() == 0 {
+        return Ok(None);
+    }
+    let mut present = vec![0u64; block.width];
+    for row in block.values.chunks(block.width.max(1)) {
+        for (n, v) in present.iter_mut().zip(row) {
+            *n += u64::from(!v.is_nan());
+        }
+    }
+    Ok(Some(Probe { rows: block.rows(), bytes, total_bytes, present }))
 }
 
 /// What a pass saw: rows, width, whether rows carried weights.
@@ -249,7 +307,7 @@ fn parse_chunk(chunk: Chunk, layout: Layout) -> Result<RowBlock, DataError> {
         block.offsets.push(0);
     }
     let mut width = None;
-    for (i, raw) in chunk.bytes.split(|&b| b == b'\n').enumerate() {
+    for (i, raw) in lines(&chunk.bytes).enumerate() {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.trim_ascii().is_empty() {
             continue;
@@ -291,20 +349,65 @@ fn weight(text: &[u8], column: &str, at: &dyn Fn(Option<String>) -> Position) ->
     })
 }
 
-fn feature_value(text: &[u8], column: String, at: &dyn Fn(Option<String>) -> Position) -> Result<f32, DataError> {
+/// A feature's value; `column` names it in a message (built only on error).
+#[inline]
+fn feature_value(text: &[u8], column: usize, at: &dyn Fn(Option<String>) -> Position) -> Result<f32, DataError> {
     match dmlc::parse_field(text) {
-        Some(v) if v.is_infinite() => Err(DataError::Malformed {
-            at: at(Some(column)),
+        Some(v) if v.is_finite() || v.is_nan() => Ok(v),
+        Some(_) => Err(DataError::Malformed {
+            at: at(Some(column.to_string())),
             problem: format!("`{}` is infinite; XGBoost refuses infinite features", String::from_utf8_lossy(text.trim_ascii())),
         }),
-        Some(v) => Ok(v),
         None => Err(DataError::Malformed {
-            at: at(Some(column)),
+            at: at(Some(column.to_string())),
             problem: format!(
                 "`{}` is not a number (an empty field is a missing value)",
                 String::from_utf8_lossy(text.trim_ascii())
             ),
         }),
+    }
+}
+
+/// The lines of a chunk (split at `\n`, found with memchr).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match memchr::memchr(b'\n', text) {
+            Some(i) => {
+                rest = Some(&text[i + 1..]);
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
+
+/// The fields of a delimited line (found with memchr).
+struct Fields<'a> {
+    rest: Option<&'a [u8]>,
+    delimiter: u8,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let text = self.rest?;
+        match memchr::memchr(self.delimiter, text) {
+            Some(i) => {
+                self.rest = Some(&text[i + 1..]);
+                Some(&text[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(text)
+            }
+        }
     }
 }
 
@@ -316,16 +419,39 @@ fn csv_row(
     block: &mut RowBlock,
     at: &dyn Fn(Option<String>) -> Position,
 ) -> Result<usize, DataError> {
-    let mut fields = line.split(|&b| b == delimiter);
+    let mut fields = Fields { rest: Some(line), delimiter };
     block.labels.push(label(fields.next().unwrap_or(&[]), "1 (label)", at)?);
     if csv_weights {
         block.weights.push(weight(fields.next().unwrap_or(&[]), "2 (weight)", at)?);
     }
     let first = usize::from(csv_weights) + 2;
     let before = block.values.len();
-    for (i, field) in fields.enumerate() {
-        let v = feature_value(field, (first + i).to_string(), at)?;
+    // Plain numbers are parsed while scanning for the delimiter; anything else is cut out
+    // and handed to the full parser.
+    let Some(mut rest) = fields.rest else {
+        return Err(DataError::Malformed { at: at(None), problem: "a row has a label but no features".into() });
+    };
+    let mut column = first;
+    loop {
+        let (value, used) = dmlc::parse_plain_prefix(rest);
+        let (field, next) = match rest.get(used) {
+            Some(&d) if d == delimiter && used > 0 => (None, Some(&rest[used + 1..])),
+            None if used > 0 => (None, None),
+            _ => match memchr::memchr(delimiter, rest) {
+                Some(i) => (Some(&rest[..i]), Some(&rest[i + 1..])),
+                None => (Some(rest), None),
+            },
+        };
+        let v = match field {
+            None => value,
+            Some(text) => feature_value(text, column, at)?,
+        };
         block.values.push(v);
+        column += 1;
+        match next {
+            Some(n) => rest = n,
+            None => break,
+        }
     }
     let width = block.values.len() - before;
     if width == 0 {
@@ -376,7 +502,7 @@ fn libsvm_row(line: &[u8], block: &mut RowBlock, at: &dyn Fn(Option<String>) -> 
                     String::from_utf8_lossy(token)
                 ),
             })?;
-        let value = feature_value(&token[colon + 1..], index.to_string(), at)?;
+        let value = feature_value(&token[colon + 1..], index as usize, at)?;
         if value.is_nan() {
             continue;
         }

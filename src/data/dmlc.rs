@@ -123,7 +123,11 @@ pub fn parse_prefix(text: &[u8]) -> (f32, usize) {
 
 /// A whole field as a number, XGBoost's way: surrounding blanks allowed, an empty field is
 /// missing (NaN). `None` when the field holds anything else.
+#[inline]
 pub fn parse_field(field: &[u8]) -> Option<f32> {
+    if let Some(v) = parse_plain(field) {
+        return Some(v);
+    }
     let trimmed = field.trim_ascii();
     if trimmed.is_empty() {
         return Some(f32::NAN);
@@ -131,6 +135,117 @@ pub fn parse_field(field: &[u8]) -> Option<f32> {
     let (value, consumed) = parse_prefix(trimmed);
     let numeric = trimmed.iter().any(u8::is_ascii_digit) || is_word(trimmed);
     (consumed == trimmed.len() && numeric).then_some(value)
+}
+
+/// A plain number (`[-+]digits[.digits]`, at least one digit) at the start of `text`: its
+/// value and length, or length 0 when `text` does not start with one. Same arithmetic as
+/// [`parse_prefix`].
+#[inline]
+pub fn parse_plain_prefix(text: &[u8]) -> (f32, usize) {
+    let n = text.len();
+    let mut i = 0;
+    let negative = match text.first() {
+        Some(b'-') => {
+            i = 1;
+            true
+        }
+        Some(b'+') => {
+            i = 1;
+            false
+        }
+        _ => false,
+    };
+    let digits = i;
+    let mut integer: u64 = 0;
+    while i < n {
+        let d = text[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        integer = integer.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    let mut any = i > digits;
+    let mut value = integer as f32;
+    if i < n && text[i] == b'.' {
+        i += 1;
+        let (mut fraction, mut pow10, mut count) = (0u64, 1u64, 0u32);
+        while i < n {
+            let d = text[i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            if count < MAX_FRACTION_DIGITS {
+                fraction = fraction.wrapping_mul(10).wrapping_add(u64::from(d));
+                pow10 = pow10.wrapping_mul(10);
+            }
+            count += 1;
+            i += 1;
+        }
+        any |= count > 0;
+        value += (fraction as f64 / pow10 as f64) as f32;
+    }
+    if !any || (i < n && matches!(text[i], b'e' | b'E' | b'f' | b'F')) {
+        return (0.0, 0);
+    }
+    (if negative { -value } else { value }, i)
+}
+
+/// The common case on one pass: `[-+]digits[.digits][e[-+]digits]` filling the field, with
+/// the same arithmetic as [`parse_prefix`]. `None` sends anything else to the full parser.
+#[inline]
+fn parse_plain(field: &[u8]) -> Option<f32> {
+    let n = field.len();
+    let mut i = 0;
+    let negative = match field.first()? {
+        b'-' => {
+            i = 1;
+            true
+        }
+        b'+' => {
+            i = 1;
+            false
+        }
+        _ => false,
+    };
+    let digits = i;
+    let mut integer: u64 = 0;
+    while i < n {
+        let d = field[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        integer = integer.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    let mut any = i > digits;
+    let mut value = integer as f32;
+    if i < n && field[i] == b'.' {
+        i += 1;
+        let (mut fraction, mut pow10, mut count) = (0u64, 1u64, 0u32);
+        while i < n {
+            let d = field[i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            if count < MAX_FRACTION_DIGITS {
+                fraction = fraction.wrapping_mul(10).wrapping_add(u64::from(d));
+                pow10 = pow10.wrapping_mul(10);
+            }
+            count += 1;
+            i += 1;
+        }
+        any |= count > 0;
+        value += (fraction as f64 / pow10 as f64) as f32;
+    }
+    if !any || (i < n && !matches!(field[i], b'e' | b'E')) {
+        return None;
+    }
+    if i < n {
+        // An exponent: the full parser has the range rules.
+        return None;
+    }
+    Some(if negative { -value } else { value })
 }
 
 fn is_word(text: &[u8]) -> bool {

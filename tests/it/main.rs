@@ -2,6 +2,7 @@
 //! images under Docker (build them first: `docker/build-images.sh`, as `scripts/test` does).
 
 mod evaluate;
+mod hist;
 mod model;
 mod pipeline;
 mod preprocess;

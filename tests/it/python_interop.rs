@@ -1,6 +1,8 @@
 //! A model our writer saves loads in Python xgboost 3.x and 1.7.x with identical predictions.
-//! Runs where those Pythons are installed (`scripts/python-xgboost`; or list interpreters in
-//! `SAGESTEP_XGBOOST_PYTHONS`, colon-separated); elsewhere it says it was skipped.
+//! The interpreters are `target/python/xgb32` and `target/python/xgb17`, which
+//! `scripts/python-xgboost` (run by `scripts/test`) installs, or those listed in
+//! `SAGESTEP_XGBOOST_PYTHONS` (colon-separated). Without them a test says it was skipped,
+//! and under `CI=true` it fails.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,9 +11,12 @@ use sagestep::model;
 
 use crate::model::{cases, read_csv};
 
+/// Every configured interpreter that imports xgboost.
 pub fn pythons() -> Vec<PathBuf> {
-    let listed = std::env::var("SAGESTEP_XGBOOST_PYTHONS")
-        .unwrap_or_else(|_| "/opt/xgb32/bin/python:/opt/xgb17/bin/python".into());
+    let default = ["xgb32", "xgb17"]
+        .map(|v| crate::util::repo().join("target/python").join(v).join("bin/python").to_string_lossy().into_owned())
+        .join(":");
+    let listed = std::env::var("SAGESTEP_XGBOOST_PYTHONS").unwrap_or(default);
     listed
         .split(':')
         .map(PathBuf::from)
@@ -19,13 +24,40 @@ pub fn pythons() -> Vec<PathBuf> {
         .collect()
 }
 
+/// The interpreters, or `None` after saying why the test is skipped; under `CI=true` a
+/// missing interpreter fails the test instead.
+pub fn required_pythons(needed: usize) -> Option<Vec<PathBuf>> {
+    let found = pythons();
+    if found.len() >= needed {
+        return Some(found);
+    }
+    let why = format!(
+        "{} of {needed} Python xgboost interpreters found (run scripts/python-xgboost, or set SAGESTEP_XGBOOST_PYTHONS)",
+        found.len()
+    );
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: {why}");
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// The interpreter with xgboost 3.x.
+pub fn python3x() -> Option<PathBuf> {
+    let found = required_pythons(1)?.into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import xgboost, sys; sys.exit(int(xgboost.__version__[0]) < 3)"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: no Python with xgboost 3.x");
+        eprintln!("SKIPPED: no Python with xgboost 3.x (run scripts/python-xgboost)");
+    }
+    found
+}
+
 #[test]
 fn python_xgboost_loads_our_models_with_identical_predictions() {
-    let pythons = pythons();
-    if pythons.is_empty() {
-        eprintln!("SKIPPED: no Python with xgboost (run scripts/python-xgboost)");
-        return;
-    }
+    let Some(pythons) = required_pythons(2) else { return };
     let script = crate::util::repo().join("tests/python/predict.py");
     let dir = tempfile::tempdir().unwrap();
     let mut checked = Vec::new();
@@ -61,11 +93,7 @@ fn python_xgboost_loads_our_models_with_identical_predictions() {
 /// our model module gives, bit for bit.
 #[test]
 fn python_xgboost_loads_a_model_our_trainer_wrote() {
-    let pythons = pythons();
-    if pythons.is_empty() {
-        eprintln!("SKIPPED: no Python with xgboost (run scripts/python-xgboost)");
-        return;
-    }
+    let Some(pythons) = required_pythons(2) else { return };
     let case = crate::util::shared().join("fixtures/training/binary_exact");
     let ml = crate::util::MlTree::new();
     ml.write("input/data/train/train.csv", std::fs::read(case.join("train.csv")).unwrap());

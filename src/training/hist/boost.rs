@@ -14,6 +14,7 @@ use super::cuts::Cuts;
 use super::evaluate::{Stats, TreeParams};
 use super::grow::{self, GrowContext, TreeNode};
 use super::matrix::{Bin, BinnedMatrix, Storage};
+use super::metric::Elementwise;
 use super::objective::{self, Formula};
 use super::partition::Partition;
 use super::sample::{self, ColumnSampler};
@@ -45,9 +46,24 @@ pub struct Booster {
     pub num_parallel_tree: usize,
     pub subsample: f32,
     pub seed: u64,
-    pub metrics: Vec<(String, Box<dyn Metric>)>,
+    pub metrics: Vec<(String, MetricImpl)>,
     /// Margin each group starts from.
     pub base_margin: Vec<f32>,
+}
+
+/// A metric: XGBoost's element-wise ones computed here, the rest by hessboost.
+pub enum MetricImpl {
+    Elementwise(Elementwise),
+    Other(Box<dyn Metric>),
+}
+
+impl MetricImpl {
+    pub fn eval(&self, preds: &[f32], set: &DataSet) -> f64 {
+        match self {
+            Self::Elementwise(m) => m.eval(preds, &set.labels, set.weights.as_deref()),
+            Self::Other(m) => m.eval_info(preds, &set.meta()),
+        }
+    }
 }
 
 /// A finished round's trees (each with its output group) and metric values.
@@ -116,7 +132,9 @@ impl Training {
         let rows = self.train.labels.len();
         let g = b.groups;
         self.gpair.resize(rows * g, GradPair { grad: 0.0, hess: 0.0 });
-        objective::gradient(b.formula, b.loss.as_ref(), &self.margins[0], &self.train.meta(), &mut self.gpair, iteration);
+        super::timing::time(0, || {
+            objective::gradient(b.formula, b.loss.as_ref(), &self.margins[0], &self.train.meta(), &mut self.gpair, iteration)
+        });
         let ctx = GrowContext {
             params: &b.tree,
             matrix: &self.train.matrix,
@@ -143,17 +161,17 @@ impl Training {
                 );
                 let nodes = grow::grow(&ctx, &column, &mut sampler, &mut self.partition);
                 // The next tree resets the partition: take the leaves' rows now.
-                add_from_partition(&self.partition, &nodes, &mut self.margins[0], g, group);
+                super::timing::time(4, || add_from_partition(&self.partition, &nodes, &mut self.margins[0], g, group));
                 new_trees.push((group as u32, nodes));
                 let _ = tree_in_group;
             }
         }
         for (group, nodes) in new_trees {
-            self.add_to_eval_margins(group as usize, &nodes);
+            super::timing::time(5, || self.add_to_eval_margins(group as usize, &nodes));
             self.trees.push((group, nodes));
         }
         self.round_bounds.push(self.trees.len());
-        self.scores()
+        super::timing::time(6, || self.scores())
     }
 
     /// Add an earlier tree's leaf values to every data set's margins.
@@ -175,7 +193,7 @@ impl Training {
             let mut preds = margins.clone();
             objective::eval_transform(self.booster.formula, self.booster.loss.as_ref(), &mut preds);
             for (name, metric) in &self.booster.metrics {
-                out.push((set.name.clone(), name.clone(), metric.eval_info(&preds, &set.meta())));
+                out.push((set.name.clone(), name.clone(), metric.eval(&preds, set)));
             }
         }
         out
@@ -200,50 +218,61 @@ impl Training {
 
 /// Add a just-grown tree's leaf values to the training margins, each leaf to its rows.
 fn add_from_partition(partition: &Partition, nodes: &[TreeNode], margins: &mut [f32], groups: usize, group: usize) {
-    for (nid, node) in nodes.iter().enumerate() {
-        if node.is_leaf() {
-            for &r in partition.rows_of(nid) {
-                margins[r as usize * groups + group] += node.value;
-            }
+    use rayon::prelude::*;
+    /// The margins, written by several cores at rows no two leaves share.
+    struct Shared(*mut f32, usize);
+    // SAFETY: each leaf's rows are distinct from every other leaf's (a partition), so no two
+    // tasks write one element.
+    unsafe impl Sync for Shared {}
+    impl Shared {
+        fn add(&self, at: usize, value: f32) {
+            assert!(at < self.1);
+            // SAFETY: in bounds (checked), and only this leaf's task writes element `at`.
+            unsafe { *self.0.add(at) += value };
         }
     }
+    let shared = Shared(margins.as_mut_ptr(), margins.len());
+    let leaves: Vec<usize> = (0..nodes.len()).filter(|&n| nodes[n].is_leaf()).collect();
+    leaves.par_iter().for_each(|&nid| {
+        let value = nodes[nid].value;
+        for &r in partition.rows_of(nid) {
+            shared.add(r as usize * groups + group, value);
+        }
+    });
 }
 
 /// Add `nodes`' leaf values to `margins[row * groups + group]`, walking each row down the
 /// tree by its bins (`fine`: bins of a predicted-on set; else training bins).
 fn walk_into(matrix: &BinnedMatrix, nodes: &[TreeNode], fine: bool, margins: &mut [f32], groups: usize, group: usize) {
     use rayon::prelude::*;
-    margins.par_chunks_mut(groups * 4096).enumerate().for_each(|(chunk, out)| {
-        let first = chunk * 4096;
-        for (i, row) in out.chunks_mut(groups).enumerate() {
-            row[group] += leaf_value(matrix, nodes, first + i, fine);
-        }
-    });
-}
-
-/// The leaf value row `r` reaches.
-#[inline]
-pub fn leaf_value(matrix: &BinnedMatrix, nodes: &[TreeNode], r: usize, fine: bool) -> f32 {
-    let mut n = 0usize;
-    loop {
-        let node = &nodes[n];
-        if node.is_leaf() {
-            return node.value;
-        }
-        let bin = match &matrix.storage {
-            Storage::Dense { bins, missing } => {
-                let b = with_bins!(bins, v => v[r * matrix.features + node.feature as usize].get());
-                (b != *missing).then_some(b)
+    const ROWS: usize = 4096;
+    // A split on bin t sends training bins <= t left, fine bins <= t + 1.
+    let shift = i64::from(fine);
+    let mut walk = |bin_of: &(dyn Fn(usize, usize) -> Option<u32> + Sync)| {
+        margins.par_chunks_mut(groups * ROWS).enumerate().for_each(|(chunk, out)| {
+            for (i, row) in out.chunks_mut(groups).enumerate() {
+                let r = chunk * ROWS + i;
+                let mut n = 0usize;
+                while !nodes[n].is_leaf() {
+                    let node = &nodes[n];
+                    let left = match bin_of(r, node.feature as usize) {
+                        None => node.default_left,
+                        Some(b) => i64::from(b) <= i64::from(node.bin) + shift,
+                    };
+                    n = if left { node.left as usize } else { node.right as usize };
+                }
+                row[group] += nodes[n].value;
             }
-            Storage::Sparse { .. } => matrix.bin(r, node.feature as usize),
-        };
-        let left = match bin {
-            None => node.default_left,
-            // Training bins: left at or below the split's bin. Fine bins count the
-            // thresholds [min, cuts..] at or below the value: left when at most bin + 1.
-            Some(b) if fine => i64::from(b) <= i64::from(node.bin) + 1,
-            Some(b) => i64::from(b) <= i64::from(node.bin),
-        };
-        n = if left { node.left as usize } else { node.right as usize };
+        });
+    };
+    match &matrix.storage {
+        Storage::Dense { bins, missing } => {
+            let (width, missing) = (matrix.features, *missing);
+            with_bins!(bins, v => walk(&|r, f| {
+                let b = v[r * width + f].get();
+                (b != missing).then_some(b)
+            }))
+        }
+        Storage::Sparse { .. } => walk(&|r, f| matrix.bin(r, f)),
     }
 }

@@ -93,6 +93,23 @@ impl Cuts {
     }
 }
 
+/// XGBoost's cuts of a dense matrix in memory (`rows x cols` row-major, NaN = missing),
+/// each column sketched in row order.
+pub fn from_dense(values: &[f32], cols: usize, weights: Option<&[f32]>, max_bin: usize) -> Cuts {
+    let rows = values.len() / cols.max(1);
+    let mut cuts = Cuts::builder(cols);
+    for f in 0..cols {
+        let column = (0..rows).map(|r| values[r * cols + f]).filter(|v| !v.is_nan());
+        let col_size = column.clone().count();
+        let mut sketch = Sketch::for_column(col_size, max_bin);
+        for (r, v) in (0..rows).map(|r| (r, values[r * cols + f])).filter(|(_, v)| !v.is_nan()) {
+            sketch.push(v, weights.map_or(1.0, |w| w[r]));
+        }
+        cuts.push_feature(Some(sketch), col_size, max_bin);
+    }
+    cuts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

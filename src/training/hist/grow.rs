@@ -192,7 +192,7 @@ pub fn grow(ctx: &GrowContext<'_>, gpair: &[GradPair], sampler: &mut ColumnSampl
     let mut g = Growth { ctx, gpair, nodes: Vec::new(), snode: Vec::new(), hists: Vec::new(), ev: Evaluator::new(p) };
 
     // The root.
-    let mut root_hist = g.build(partition.rows_of(0));
+    let mut root_hist = super::timing::time(1, || g.build(partition.rows_of(0)));
     (ctx.sync)(&mut root_hist);
     let root_sum = if ctx.dense_root_sum {
         let mut s = Stats::default();
@@ -229,7 +229,7 @@ pub fn grow(ctx: &GrowContext<'_>, gpair: &[GradPair], sampler: &mut ColumnSampl
                 valid.push(*c);
             }
         }
-        partition.split(ctx.matrix, &splits);
+        super::timing::time(2, || partition.split(ctx.matrix, &splits));
         let children = if valid.is_empty() { Vec::new() } else { g.children(&valid, partition, sampler) };
         for c in &expand {
             g.hists[c.nid] = None;
@@ -243,6 +243,10 @@ pub fn grow(ctx: &GrowContext<'_>, gpair: &[GradPair], sampler: &mut ColumnSampl
 impl Growth<'_> {
     fn build(&self, rows: &[u32]) -> Vec<Stats> {
         histogram::build(self.ctx.matrix, &self.ctx.cuts.ptrs, self.gpair, rows, self.ctx.cuts.total_bins())
+    }
+
+    fn build_all(&self, pairs: &[(usize, usize, usize)], partition: &Partition) -> Vec<Vec<Stats>> {
+        pairs.par_iter().map(|&(b, _, _)| self.build(partition.rows_of(b))).collect()
     }
 
     /// `ApplyTreeSplit`: the node becomes a split with two leaf children.
@@ -289,7 +293,7 @@ impl Growth<'_> {
                 if c.split.right.h < c.split.left.h { (r, l, c.nid) } else { (l, r, c.nid) }
             })
             .collect();
-        let mut built: Vec<Vec<Stats>> = pairs.par_iter().map(|&(b, _, _)| self.build(partition.rows_of(b))).collect();
+        let mut built = super::timing::time(1, || self.build_all(&pairs, partition));
         // One exchange per level: the built histograms, concatenated.
         if !built.is_empty() {
             let bins = self.ctx.cuts.total_bins();
@@ -312,7 +316,7 @@ impl Growth<'_> {
         }
         let feature_sets: Vec<Vec<u32>> = entries.iter().map(|&(_, depth)| sampler.features(depth)).collect();
         let (p, ev, cuts) = (self.ctx.params, &self.ev, self.ctx.cuts);
-        entries
+        super::timing::time(3, || entries
             .par_iter()
             .zip(&feature_sets)
             .map(|(&(nid, depth), features)| {
@@ -320,6 +324,6 @@ impl Growth<'_> {
                 let split = evaluate::best_split(p, ev, cuts, nid, &self.snode[nid], hist, features);
                 Candidate { nid, depth, split }
             })
-            .collect()
+            .collect())
     }
 }

@@ -80,7 +80,125 @@ pub struct Loaded {
 
 /// Read, sketch and bin the training channel at `path`.
 pub fn training(path: &Path, layout: Layout, max_bin: usize, name: &str) -> Result<Loaded, DataError> {
-    // 1. Scan: labels, weights, present counts.
+    let clock = std::time::Instant::now();
+    let sketched = match blocks::probe(path, layout)? {
+        Some(probe) => sketch_guessing_sizes(path, layout, max_bin, &probe)?,
+        None => scan_then_sketch(path, layout, max_bin)?,
+    };
+    let Sketched { targets, summary, features, col_size, sketches } = sketched;
+    let mut cuts = Cuts::builder(features.len());
+    for (sketch, &n) in sketches.into_iter().zip(&col_size) {
+        cuts.push_feature(Some(sketch), n as usize, max_bin);
+    }
+    tracing::debug!(seconds = clock.elapsed().as_secs_f64(), "sketched");
+
+    let rows = summary.rows;
+    let any_missing = !summary.sparse && col_size.iter().any(|&n| (n as usize) < rows);
+    let largest = cuts.max_bins_per_feature().saturating_sub(1) as u32;
+    let mut matrix = bin_pass(path, layout, &cuts, &features, !summary.sparse, largest, any_missing, rows, false)?;
+    matrix.add_columns();
+    tracing::debug!(seconds = clock.elapsed().as_secs_f64(), "binned");
+    let set = DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights };
+    Ok(Loaded { set, cuts, features, summary })
+}
+
+/// What the sketching passes leave: targets, the features, their present counts and sketches.
+struct Sketched {
+    targets: Targets,
+    summary: BlockSummary,
+    features: FeatureMap,
+    col_size: Vec<u64>,
+    sketches: Vec<Sketch>,
+}
+
+/// Per-feature present counts of one block.
+fn count_block(block: &RowBlock) -> Counts {
+    if block.sparse {
+        let mut c = HashMap::new();
+        for &i in &block.indices {
+            *c.entry(i).or_insert(0u64) += 1;
+        }
+        Counts::Sparse(c)
+    } else {
+        let mut c = vec![0u64; block.width];
+        for row in block.values.chunks(block.width.max(1)) {
+            for (n, v) in c.iter_mut().zip(row) {
+                *n += u64::from(!v.is_nan());
+            }
+        }
+        Counts::Dense(c)
+    }
+}
+
+fn add_counts(dense: &mut Vec<u64>, sparse: &mut HashMap<u32, u64>, counts: Counts) {
+    match counts {
+        Counts::Dense(c) => {
+            dense.resize(c.len().max(dense.len()), 0);
+            for (a, b) in dense.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+        Counts::Sparse(c) => {
+            for (i, n) in c {
+                *sparse.entry(i).or_insert(0) += n;
+            }
+        }
+    }
+}
+
+/// XGBoost sizes each feature's sketch by its present count, known only once the channel is
+/// read. A dense text channel guesses the counts from its first block and sketches while
+/// counting: one pass. A feature whose guess gave another sketch size is sketched again.
+fn sketch_guessing_sizes(path: &Path, layout: Layout, max_bin: usize, probe: &blocks::Probe) -> Result<Sketched, DataError> {
+    let rows = probe.estimated_rows();
+    let guessed: Vec<usize> =
+        probe.present.iter().map(|&n| (rows * n as f64 / probe.rows as f64).round() as usize).collect();
+    let mut sketches: Vec<Sketch> = guessed.iter().map(|&n| Sketch::for_column(n, max_bin)).collect();
+    let mut targets = Targets::default();
+    let mut counts = Vec::new();
+    let all: Vec<bool> = vec![true; guessed.len()];
+    let summary = blocks::for_each_block(
+        path,
+        layout,
+        |block| {
+            let c = count_block(&block);
+            let columns = dense_columns(&block, &all);
+            Ok((block, c, columns))
+        },
+        |(block, c, columns)| {
+            targets.take(&block);
+            add_counts(&mut counts, &mut HashMap::new(), c);
+            push_columns(&mut sketches, columns);
+            Ok(())
+        },
+    )?;
+    let redo: Vec<bool> = counts
+        .iter()
+        .zip(&guessed)
+        .map(|(&n, &g)| Sketch::for_column(n as usize, max_bin).limit() != Sketch::for_column(g, max_bin).limit())
+        .collect();
+    if redo.len() != sketches.len() {
+        // The width changed after the first block: the pass has reported it already.
+        return scan_then_sketch(path, layout, max_bin);
+    }
+    if redo.iter().any(|&r| r) {
+        tracing::debug!(features = redo.iter().filter(|&&r| r).count(), "sketching again with the exact sizes");
+        for (f, sketch) in sketches.iter_mut().enumerate() {
+            if redo[f] {
+                *sketch = Sketch::for_column(counts[f] as usize, max_bin);
+            }
+        }
+        blocks::for_each_block(path, layout, |block| Ok(dense_columns(&block, &redo)), |columns| {
+            push_columns(&mut sketches, columns);
+            Ok(())
+        })?;
+    }
+    let features = FeatureMap { original: (0..summary.width as u32).collect(), num_feature: summary.width, dense: true };
+    Ok(Sketched { targets, summary, features, col_size: counts, sketches })
+}
+
+/// Two passes: count every feature's entries, then sketch.
+fn scan_then_sketch(path: &Path, layout: Layout, max_bin: usize) -> Result<Sketched, DataError> {
     let mut targets = Targets::default();
     let mut dense_counts: Vec<u64> = Vec::new();
     let mut sparse_counts: HashMap<u32, u64> = HashMap::new();
@@ -88,38 +206,12 @@ pub fn training(path: &Path, layout: Layout, max_bin: usize, name: &str) -> Resu
         path,
         layout,
         |block| {
-            let counts = if block.sparse {
-                let mut c = HashMap::new();
-                for &i in &block.indices {
-                    *c.entry(i).or_insert(0u64) += 1;
-                }
-                Counts::Sparse(c)
-            } else {
-                let mut c = vec![0u64; block.width];
-                for row in block.values.chunks(block.width.max(1)) {
-                    for (n, v) in c.iter_mut().zip(row) {
-                        *n += u64::from(!v.is_nan());
-                    }
-                }
-                Counts::Dense(c)
-            };
-            Ok((block, counts))
+            let c = count_block(&block);
+            Ok((block, c))
         },
-        |(block, counts)| {
+        |(block, c)| {
             targets.take(&block);
-            match counts {
-                Counts::Dense(c) => {
-                    dense_counts.resize(c.len().max(dense_counts.len()), 0);
-                    for (a, b) in dense_counts.iter_mut().zip(c) {
-                        *a += b;
-                    }
-                }
-                Counts::Sparse(c) => {
-                    for (i, n) in c {
-                        *sparse_counts.entry(i).or_insert(0) += n;
-                    }
-                }
-            }
+            add_counts(&mut dense_counts, &mut sparse_counts, c);
             Ok(())
         },
     )?;
@@ -132,50 +224,31 @@ pub fn training(path: &Path, layout: Layout, max_bin: usize, name: &str) -> Resu
         let original = (0..summary.width as u32).collect();
         (FeatureMap { original, num_feature: summary.width, dense: true }, dense_counts)
     };
-    let rows = summary.rows;
-    tracing::debug!(rows, features = features.len(), "scanned");
-
-    // 2. Sketch, each feature's values in row order.
     let mut sketches: Vec<Sketch> = col_size.iter().map(|&n| Sketch::for_column(n as usize, max_bin)).collect();
-    let weights = targets.weights.as_deref();
-    let mut row0 = 0usize;
-    blocks::for_each_block(
-        path,
-        layout,
-        |block| Ok((block.rows(), by_feature(&block, &features))),
-        |(rows_in_block, columns)| {
-            let offset = row0;
-            let mut jobs = Vec::with_capacity(columns.len());
-            let mut rest: &mut [Sketch] = &mut sketches;
-            let mut consumed = 0usize;
-            for (f, column) in columns {
-                let (_, tail) = std::mem::take(&mut rest).split_at_mut(f as usize - consumed);
-                let (mine, tail) = tail.split_first_mut().expect("features are in range");
-                rest = tail;
-                consumed = f as usize + 1;
-                jobs.push((mine, column));
-            }
-            jobs.into_par_iter().for_each(|(sketch, column)| {
-                for (r, v) in column {
-                    let w = weights.map_or(1.0, |w| w[offset + r as usize]);
-                    sketch.push(v, w);
-                }
-            });
-            row0 += rows_in_block;
-            Ok(())
-        },
-    )?;
-    let mut cuts = Cuts::builder(features.len());
-    for (sketch, &n) in sketches.into_iter().zip(&col_size) {
-        cuts.push_feature(Some(sketch), n as usize, max_bin);
-    }
+    blocks::for_each_block(path, layout, |block| Ok(by_feature(&block, &features)), |columns| {
+        push_columns(&mut sketches, columns);
+        Ok(())
+    })?;
+    Ok(Sketched { targets, summary, features, col_size, sketches })
+}
 
-    // 3. Bin.
-    let any_missing = !summary.sparse && col_size.iter().any(|&n| (n as usize) < rows);
-    let largest = cuts.max_bins_per_feature().saturating_sub(1) as u32;
-    let matrix = bin_pass(path, layout, &cuts, &features, !summary.sparse, largest, any_missing, rows, false)?;
-    let set = DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights };
-    Ok(Loaded { set, cuts, features, summary })
+/// Push each feature's `(value, weight)` list into its sketch, features on every core.
+fn push_columns(sketches: &mut [Sketch], columns: Vec<(u32, Vec<(f32, f32)>)>) {
+    let mut jobs = Vec::with_capacity(columns.len());
+    let mut rest: &mut [Sketch] = sketches;
+    let mut consumed = 0usize;
+    for (f, column) in columns {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(f as usize - consumed);
+        let (mine, tail) = tail.split_first_mut().expect("features are in range");
+        rest = tail;
+        consumed = f as usize + 1;
+        jobs.push((mine, column));
+    }
+    jobs.into_par_iter().for_each(|(sketch, column)| {
+        for (v, w) in column {
+            sketch.push(v, w);
+        }
+    });
 }
 
 /// A set that is only predicted on, binned with fine bins against `cuts`.
@@ -265,37 +338,46 @@ fn bin_block(block: &RowBlock, cuts: &Cuts, features: &FeatureMap, template: &Bi
     out
 }
 
-/// A block's present values by compact feature, as `(row in block, value)` in row order;
-/// only features with values, in increasing order.
-fn by_feature(block: &RowBlock, features: &FeatureMap) -> Vec<(u32, Vec<(u32, f32)>)> {
+/// A dense block's present values and their row weights for the `wanted` columns, each in
+/// row order.
+fn dense_columns(block: &RowBlock, wanted: &[bool]) -> Vec<(u32, Vec<(f32, f32)>)> {
+    let weight = |r: usize| block.weights.get(r).copied().unwrap_or(1.0);
+    (0..block.width.min(wanted.len()))
+        .filter(|&f| wanted[f])
+        .map(|f| {
+            let column = (0..block.rows())
+                .filter_map(|r| {
+                    let v = block.values[r * block.width + f];
+                    (!v.is_nan()).then(|| (v, weight(r)))
+                })
+                .collect();
+            (f as u32, column)
+        })
+        .collect()
+}
+
+/// A block's present values and their row weights by compact feature, each feature's in row
+/// order; only features with values, in increasing order.
+fn by_feature(block: &RowBlock, features: &FeatureMap) -> Vec<(u32, Vec<(f32, f32)>)> {
     if !block.sparse {
-        return (0..block.width)
-            .map(|f| {
-                let column = (0..block.rows())
-                    .filter_map(|r| {
-                        let v = block.values[r * block.width + f];
-                        (!v.is_nan()).then_some((r as u32, v))
-                    })
-                    .collect();
-                (f as u32, column)
-            })
-            .collect();
+        return dense_columns(block, &vec![true; block.width]);
     }
-    let mut entries: Vec<(u32, u32, f32)> = Vec::with_capacity(block.values.len());
+    let weight = |r: usize| block.weights.get(r).copied().unwrap_or(1.0);
+    let mut entries: Vec<(u32, f32, f32)> = Vec::with_capacity(block.values.len());
     for r in 0..block.rows() {
         for (i, v) in block.entries(r) {
             if let Some(f) = features.compact(i) {
-                entries.push((f, r as u32, v));
+                entries.push((f, v, weight(r)));
             }
         }
     }
     // Stable: each feature's values stay in row order.
     entries.sort_by_key(|e| e.0);
-    let mut out: Vec<(u32, Vec<(u32, f32)>)> = Vec::new();
-    for (f, r, v) in entries {
+    let mut out: Vec<(u32, Vec<(f32, f32)>)> = Vec::new();
+    for (f, v, w) in entries {
         match out.last_mut() {
-            Some((last, column)) if *last == f => column.push((r, v)),
-            _ => out.push((f, vec![(r, v)])),
+            Some((last, column)) if *last == f => column.push((v, w)),
+            _ => out.push((f, vec![(v, w)])),
         }
     }
     out

@@ -141,6 +141,9 @@ pub struct BinnedMatrix {
     pub rows: usize,
     pub features: usize,
     pub storage: Storage,
+    /// Dense storage only, optional: the same bins feature by feature (`features x rows`),
+    /// which splitting a node reads one byte per row of (XGBoost's `ColumnMatrix`).
+    pub columns: Option<BinVec>,
 }
 
 impl BinnedMatrix {
@@ -155,7 +158,7 @@ impl BinnedMatrix {
             row_ptr.push(0);
             Storage::Sparse { row_ptr, features: Vec::new(), bins: BinVec::for_values(largest_bin, false, 0) }
         };
-        Self { rows: 0, features, storage }
+        Self { rows: 0, features, storage, columns: None }
     }
 
     /// An empty block with this matrix's layout and width.
@@ -168,7 +171,7 @@ impl BinnedMatrix {
                 Storage::Sparse { row_ptr: vec![0], features: Vec::new(), bins: bins.empty_like(0) }
             }
         };
-        Self { rows: 0, features: self.features, storage }
+        Self { rows: 0, features: self.features, storage, columns: None }
     }
 
     pub fn is_dense(&self) -> bool {
@@ -223,12 +226,29 @@ impl BinnedMatrix {
         }
     }
 
+    /// Add the column-major copy of dense bins.
+    pub fn add_columns(&mut self) {
+        let Storage::Dense { bins, .. } = &self.storage else { return };
+        let (rows, width) = (self.rows, self.features);
+        let columns = with_bins!(bins, v => {
+            let mut out = bins.empty_like(rows * width);
+            for f in 0..width {
+                for r in 0..rows {
+                    out.push(v[r * width + f].get());
+                }
+            }
+            out
+        });
+        self.columns = Some(columns);
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        match &self.storage {
-            Storage::Dense { bins, .. } => bins.bytes(),
-            Storage::Sparse { row_ptr, features, bins } => row_ptr.len() * 8 + features.len() * 4 + bins.bytes(),
-        }
+        self.columns.as_ref().map_or(0, BinVec::bytes)
+            + match &self.storage {
+                Storage::Dense { bins, .. } => bins.bytes(),
+                Storage::Sparse { row_ptr, features, bins } => row_ptr.len() * 8 + features.len() * 4 + bins.bytes(),
+            }
     }
 
     /// Row `r`'s bin for feature `f`, if present.

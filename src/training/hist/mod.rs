@@ -15,6 +15,7 @@ pub mod grow;
 pub mod histogram;
 pub mod load;
 pub mod matrix;
+pub mod metric;
 pub mod model;
 pub mod objective;
 pub mod partition;
@@ -181,7 +182,14 @@ impl HistEngine {
         let metric_list = if params.eval_metric.is_empty() { vec![loss.default_metric()] } else { params.eval_metric.clone() };
         let metrics = metric_list
             .iter()
-            .map(|m| Ok((m.name().into_owned(), m.build(groups).map_err(|e| Error::Unsupported(e.to_string()))?)))
+            .map(|m| {
+                let name = m.name().into_owned();
+                let metric = match metric::Elementwise::by_name(&name).filter(|_| groups == 1) {
+                    Some(ours) => boost::MetricImpl::Elementwise(ours),
+                    None => boost::MetricImpl::Other(m.build(groups).map_err(|e| Error::Unsupported(e.to_string()))?),
+                };
+                Ok((name, metric))
+            })
             .collect::<Result<Vec<_>, Error>>()?;
         let booster = Booster {
             tree: tree_params(params, &objective_name, &features),
@@ -214,6 +222,7 @@ impl Engine for HistEngine {
         let target = self.training.rounds() + n;
         let one_host = |_: &mut [evaluate::Stats]| {};
         self.training.run(target, &one_host, |_, round| on_round(round.iteration, &round.scores.to_vec()));
+        timing::report();
         Ok(())
     }
 
@@ -232,5 +241,28 @@ impl Engine for HistEngine {
 
     fn checkpoint(&self) -> Result<Vec<u8>, Error> {
         Ok(crate::model::to_ubjson(&self.forest()?))
+    }
+}
+
+/// Time spent in each phase of training, reported at debug level: where a round goes.
+pub mod timing {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    pub const PHASES: [&str; 7] = ["gradient", "histogram", "partition", "split search", "train margins", "eval margins", "metrics"];
+    static NANOS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+
+    /// Run `f`, adding its time to phase `i`.
+    pub fn time<T>(i: usize, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        NANOS[i].fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
+
+    pub fn report() {
+        let parts: Vec<String> =
+            PHASES.iter().zip(&NANOS).map(|(p, n)| format!("{p} {:.2}s", n.load(Ordering::Relaxed) as f64 / 1e9)).collect();
+        tracing::debug!("time by phase: {}", parts.join(", "));
     }
 }

@@ -179,6 +179,11 @@ impl Sketch {
         Self { limit, queue: Vec::new(), levels: Vec::new(), flushed: false, scratch: Vec::new() }
     }
 
+    /// The size each level's summary is pruned to.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     fn capacity(&self) -> usize {
         2 * self.limit
     }

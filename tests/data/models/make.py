@@ -1,7 +1,7 @@
 """Make the extra model fixtures (objectives, DART, categorical splits) with a real xgboost.
 
-    /opt/xgb32/bin/python make.py     # writes ./3.2.0/<case>/
-    /opt/xgb17/bin/python make.py     # writes ./1.7.6/<case>/ (legacy binary as xgboost-model)
+    ../../../target/python/xgb32/bin/python make.py     # writes ./3.2.0/<case>/
+    ../../../target/python/xgb17/bin/python make.py     # writes ./1.7.6/<case>/ (legacy binary as xgboost-model)
 
 Each case: model.json, xgboost-model (what save_model writes without an extension), X.csv
 (no header; empty = missing; categories as codes), pred.csv, margin.csv (9 significant digits).

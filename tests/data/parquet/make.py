@@ -1,7 +1,7 @@
 """Make the Parquet training fixture: reg_exact's train and validation sets as Parquet
 (label first column, float64 and int64 columns, snappy), as SageMaker's XGBoost reads them.
 
-    /opt/xgb32/bin/python make.py ../../../../shared/fixtures/training/reg_exact
+    ../../../target/python/xgb32/bin/python make.py ../../../../shared/fixtures/training/reg_exact
 """
 import sys
 
