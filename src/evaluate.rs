@@ -107,9 +107,19 @@ pub fn run(config: &Config) -> Result<Evaluation, Error> {
     if data.cols > expected || (data.cols < expected && !sparse) {
         return Err(Error::Width { path: config.test_data.clone(), given: data.cols, expected });
     }
-    let features = data.widened(expected);
-    let rows = Matrix::new(&features, expected.max(1));
-    let predictions = ensemble.predict(&rows, TreeLimit::SageMaker);
+    let predictions = match &data.sparse {
+        // Sparse rows are predicted on the features the splits read: a hashed feature index
+        // of 2^31 - 1 costs nothing.
+        Some(sparse) => {
+            let projection = ensemble.projection();
+            let features = sparse.project(data.rows(), projection.width(), |i| projection.column(i as u64));
+            projection.ensemble.predict(&Matrix::new(&features, projection.width()), TreeLimit::SageMaker)
+        }
+        None => {
+            let features = data.widened(expected);
+            ensemble.predict(&Matrix::new(&features, expected.max(1)), TreeLimit::SageMaker)
+        }
+    };
     tracing::info!(rows = data.rows(), members = ensemble.members.len(), "predicted the test set");
 
     let labels: Vec<f64> = data.labels.iter().map(|&l| f64::from(l)).collect();

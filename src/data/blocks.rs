@@ -19,8 +19,10 @@ use super::{DataError, Position, dmlc, files};
 const CHUNK_BYTES: usize = 4 << 20;
 /// Rows per block of a Parquet file.
 const PARQUET_BLOCK_ROWS: usize = 1 << 16;
-/// The largest libsvm feature index (XGBoost's feature ids are 32-bit; ours keep bit 31).
-pub const MAX_FEATURE_INDEX: u32 = (1 << 31) - 1;
+/// The largest libsvm feature index: XGBoost's node keeps the feature in 31 bits beside the
+/// default direction, and reads a node whose both are all ones (feature 2^31 - 1, missing
+/// values left) as a deleted node, so a model splitting there would not load in XGBoost.
+pub const MAX_FEATURE_INDEX: u32 = (1 << 31) - 2;
 
 /// A block of consecutive rows.
 #[derive(Debug, Clone, Default)]
@@ -634,10 +636,10 @@ mod tests {
 
     #[test]
     fn huge_indices_cost_nothing() {
-        let b = &blocks("1 1073741823:1\n0 2147483647:2\n", ContentType::Libsvm).unwrap()[0];
-        assert_eq!(b.indices, [1073741823, 2147483647]);
-        let err = blocks("1 2147483648:1\n", ContentType::Libsvm).unwrap_err().to_string();
-        assert!(err.contains("line 1: `2147483648:1`: the feature index must be an integer in [0, 2147483647]"), "{err}");
+        let b = &blocks("1 1073741823:1\n0 2147483646:2\n", ContentType::Libsvm).unwrap()[0];
+        assert_eq!(b.indices, [1073741823, 2147483646]);
+        let err = blocks("1 2147483647:1\n", ContentType::Libsvm).unwrap_err().to_string();
+        assert!(err.contains("line 1: `2147483647:1`: the feature index must be an integer in [0, 2147483646]"), "{err}");
     }
 
     #[test]

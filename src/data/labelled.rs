@@ -41,13 +41,18 @@ impl ContentType {
     }
 }
 
-/// Labels and a dense feature matrix (`rows x cols`, NaN = missing).
+/// Labels and features: a dense matrix (`rows x cols`, NaN = missing) for CSV and Parquet,
+/// the entries of each row for libsvm (a feature index can be 2^31 - 1).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Labelled {
     pub labels: Vec<f32>,
     /// libsvm `label:weight`, or the second CSV column when asked.
     pub weights: Option<Vec<f32>>,
+    /// Dense rows; empty when `sparse` holds the rows.
     pub features: Vec<f32>,
+    /// libsvm rows: row `r` is `entries[offsets[r]..offsets[r + 1]]`.
+    pub sparse: Option<SparseRows>,
+    /// Dense width, or the largest libsvm index + 1.
     pub cols: usize,
     pub files: Vec<PathBuf>,
     /// What the rows were read as (given, or sniffed from the first line).
@@ -60,8 +65,11 @@ impl Labelled {
     }
 
     /// The features as rows `width` wide (at least `cols`): narrower rows, as sparse libsvm
-    /// data gives, are padded with missing values.
+    /// data gives, are padded with missing values. Dense: `rows x width` floats.
     pub fn widened(&self, width: usize) -> std::borrow::Cow<'_, [f32]> {
+        if let Some(sparse) = &self.sparse {
+            return std::borrow::Cow::Owned(sparse.project(self.rows(), width, |i| (i < width).then_some(i)));
+        }
         if width == self.cols {
             return std::borrow::Cow::Borrowed(&self.features);
         }
@@ -70,6 +78,28 @@ impl Labelled {
             wide[r * width..r * width + row.len()].copy_from_slice(row);
         }
         std::borrow::Cow::Owned(wide)
+    }
+}
+
+/// libsvm rows by their entries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SparseRows {
+    pub offsets: Vec<usize>,
+    pub entries: Vec<(u32, f32)>,
+}
+
+impl SparseRows {
+    /// Dense rows `width` wide holding each entry at `column(index)` (dropped when `None`).
+    pub fn project(&self, rows: usize, width: usize, column: impl Fn(usize) -> Option<usize>) -> Vec<f32> {
+        let mut out = vec![f32::NAN; rows * width];
+        for r in 0..rows {
+            for &(i, v) in &self.entries[self.offsets[r]..self.offsets[r + 1]] {
+                if let Some(c) = column(i as usize) {
+                    out[r * width + c] = v;
+                }
+            }
+        }
+        out
     }
 }
 
@@ -150,12 +180,12 @@ pub fn read_limited(
         if out.labels.len().saturating_mul(out.cols) > max_values {
             return Err(DataError::TooLarge { rows: out.labels.len(), cols: out.cols });
         }
-        out.features = vec![f32::NAN; out.labels.len() * out.cols];
-        for (r, row) in sparse.iter().enumerate() {
-            for &(i, v) in row {
-                out.features[r * out.cols + i] = v;
-            }
+        let mut rows = SparseRows { offsets: vec![0], entries: Vec::new() };
+        for row in sparse {
+            rows.entries.extend(row.into_iter().map(|(i, v)| (i as u32, v)));
+            rows.offsets.push(rows.entries.len());
         }
+        out.sparse = Some(rows);
     }
     out.files = files;
     out.content_type = kind.unwrap_or_default();
@@ -319,7 +349,7 @@ fn libsvm_row(
         }
         let parsed = token.split_once(':').and_then(|(i, v)| Some((i.parse::<usize>().ok()?, v.parse::<f32>().ok()?)));
         let (index, value) = parsed
-            .filter(|(i, _)| *i < (1 << 31))
+            .filter(|(i, _)| *i <= crate::data::blocks::MAX_FEATURE_INDEX as usize)
             .ok_or_else(|| DataError::Malformed { at: at(None), problem: format!("`{token}` is not `index:value`") })?;
         row.push((index, value));
     }
@@ -346,7 +376,8 @@ mod tests {
         let d = read(&svm, None, false).unwrap();
         assert_eq!(d.cols, 3);
         assert_eq!(d.weights, Some(vec![1.0, 2.0]));
-        assert!(d.features[1].is_nan() && d.features[4] == 4.0);
+        let dense = d.widened(3);
+        assert!(dense[1].is_nan() && dense[4] == 4.0);
     }
 
     #[test]

@@ -54,6 +54,12 @@ impl Node {
         self.packed & DEFAULT_LEFT != 0
     }
 
+    /// Read another feature (renumbering features).
+    pub fn set_feature(&mut self, feature: u32) {
+        debug_assert!(feature <= MAX_FEATURE);
+        self.packed = (self.packed & DEFAULT_LEFT) | (feature & FEATURE_MASK);
+    }
+
     pub fn is_categorical(&self) -> bool {
         self.categorical
     }

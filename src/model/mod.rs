@@ -168,6 +168,31 @@ pub struct Member {
 #[derive(Debug, Clone)]
 pub struct Ensemble {
     pub members: Vec<Member>,
+    /// Made on first use: see [`Ensemble::projection`].
+    projection: std::sync::OnceLock<Box<Projection>>,
+}
+
+/// The features an ensemble's splits read, and the ensemble renumbered onto them. Sparse
+/// rows (libsvm, sparse RecordIO) are predicted on those columns alone: memory per row does
+/// not grow with `num_feature`, which hashed features make as large as 2^31. The
+/// comparisons are the same, so the predictions are too.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    /// Sorted original feature indices; column `k` of a projected row is feature `used[k]`.
+    pub used: Vec<u32>,
+    pub ensemble: Ensemble,
+}
+
+impl Projection {
+    /// The projected column of feature `index`, if any split reads it.
+    pub fn column(&self, index: u64) -> Option<usize> {
+        u32::try_from(index).ok().and_then(|i| self.used.binary_search(&i).ok())
+    }
+
+    /// Columns per projected row (at least one).
+    pub fn width(&self) -> usize {
+        self.used.len().max(1)
+    }
 }
 
 /// The most bytes one model archive may unpack to.
@@ -212,9 +237,43 @@ impl Ensemble {
         if members.is_empty() {
             return Err(ModelError::NoModel { path: path.to_path_buf() });
         }
-        let ensemble = Self { members };
+        let ensemble = Self::new(members);
         ensemble.check_compatible()?;
         Ok(ensemble)
+    }
+
+    pub fn new(members: Vec<Member>) -> Self {
+        Self { members, projection: std::sync::OnceLock::new() }
+    }
+
+    /// The ensemble on the features its splits read (made once).
+    pub fn projection(&self) -> &Projection {
+        self.projection.get_or_init(|| {
+            let mut used: Vec<u32> = self
+                .members
+                .iter()
+                .flat_map(|m| m.model.forest.trees.iter())
+                .flat_map(|t| t.nodes.iter().filter(|n| !n.is_leaf()).map(|n| n.feature() as u32))
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            let members = self
+                .members
+                .iter()
+                .map(|m| {
+                    let mut model = m.model.clone();
+                    for tree in &mut model.forest.trees {
+                        for node in tree.nodes.iter_mut().filter(|n| !n.is_leaf()) {
+                            let column = used.binary_search(&(node.feature() as u32)).expect("collected above");
+                            node.set_feature(column as u32);
+                        }
+                    }
+                    model.forest.num_feature = used.len().max(1);
+                    Member { name: m.name.clone(), model }
+                })
+                .collect();
+            Box::new(Projection { used, ensemble: Self::new(members) })
+        })
     }
 
     fn check_compatible(&self) -> Result<(), ModelError> {

@@ -183,7 +183,14 @@ async fn read_body(
 /// Decode the payload and predict: the predictions (`rows x outputs`) and the row count.
 fn predict(ensemble: &Ensemble, input: Input, body: &[u8], threads: usize) -> Result<(Vec<f32>, usize), ServeError> {
     let num_feature = ensemble.num_feature().max(1);
-    let rows = codec::decode(input, body, num_feature)?;
+    if input.is_sparse() {
+        // Sparse rows hold only the features the splits read.
+        let projection = ensemble.projection();
+        let rows = codec::decode(input, body, num_feature, &projection.used)?;
+        let matrix = Matrix::new(&rows.values, projection.width());
+        return Ok((projection.ensemble.predict_on(&matrix, TreeLimit::SageMaker, threads), rows.count));
+    }
+    let rows = codec::decode(input, body, num_feature, &[])?;
     let matrix = Matrix::new(&rows.values, num_feature);
     Ok((ensemble.predict_on(&matrix, TreeLimit::SageMaker, threads), rows.count))
 }

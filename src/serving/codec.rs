@@ -89,18 +89,45 @@ fn bad(message: String) -> ServeError {
     ServeError::BadPayload(message)
 }
 
+impl Input {
+    /// Sparse inputs are decoded onto the model's projection (the features its splits read).
+    pub fn is_sparse(self) -> bool {
+        matches!(self, Self::Libsvm | Self::RecordIo)
+    }
+}
+
 /// Decode a request body into rows for a model of `num_feature` features. Dense formats must
-/// give exactly `num_feature` values per row; sparse ones indices below it.
-pub fn decode(input: Input, body: &[u8], num_feature: usize) -> Result<Rows, ServeError> {
+/// give exactly `num_feature` values per row (rows are `num_feature` wide); sparse ones
+/// (libsvm, RecordIO) indices below it, and their rows hold only the `used` features.
+pub fn decode(input: Input, body: &[u8], num_feature: usize, used: &[u32]) -> Result<Rows, ServeError> {
     let mut rows = Rows { values: Vec::new(), count: 0 };
+    let columns = Columns { num_feature, used };
     match input {
         Input::Csv => decode_csv(body, num_feature, &mut rows)?,
-        Input::Libsvm => decode_libsvm(body, num_feature, &mut rows)?,
+        Input::Libsvm => decode_libsvm(body, columns, &mut rows)?,
         Input::Json => decode_json(body, num_feature, &mut rows)?,
         Input::JsonLines => decode_json_lines(body, num_feature, &mut rows)?,
-        Input::RecordIo => decode_recordio(body, num_feature, &mut rows)?,
+        Input::RecordIo => decode_recordio(body, columns, &mut rows)?,
     }
     Ok(rows)
+}
+
+/// Where a sparse row's features go: feature `used[k]` in column `k`; others are read by no
+/// split and dropped (after checking they are below `num_feature`).
+#[derive(Clone, Copy)]
+struct Columns<'a> {
+    num_feature: usize,
+    used: &'a [u32],
+}
+
+impl Columns<'_> {
+    fn width(&self) -> usize {
+        self.used.len().max(1)
+    }
+
+    fn column(&self, index: usize) -> Option<usize> {
+        u32::try_from(index).ok().and_then(|i| self.used.binary_search(&i).ok())
+    }
 }
 
 fn text(body: &[u8]) -> Result<&str, ServeError> {
@@ -118,11 +145,15 @@ fn push_dense(
     let width = rows.values.len() - before;
     if width != num_feature {
         rows.values.truncate(before);
-        let given = if width > num_feature { format!("more than {num_feature}") } else { width.to_string() };
-        return Err(bad(format!("row {row} has {given} values; the model takes {num_feature} features")));
+        return Err(wrong_width(width, row, num_feature));
     }
     rows.count += 1;
     Ok(())
+}
+
+fn wrong_width(width: usize, row: usize, num_feature: usize) -> ServeError {
+    let given = if width > num_feature { format!("more than {num_feature}") } else { width.to_string() };
+    bad(format!("row {row} has {given} values; the model takes {num_feature} features"))
 }
 
 fn decode_csv(body: &[u8], num_feature: usize, rows: &mut Rows) -> Result<(), ServeError> {
@@ -167,8 +198,9 @@ fn decode_csv(body: &[u8], num_feature: usize, rows: &mut Rows) -> Result<(), Se
     Ok(())
 }
 
-fn decode_libsvm(body: &[u8], num_feature: usize, rows: &mut Rows) -> Result<(), ServeError> {
+fn decode_libsvm(body: &[u8], columns: Columns<'_>, rows: &mut Rows) -> Result<(), ServeError> {
     let text = text(body)?;
+    let num_feature = columns.num_feature;
     for (i, line) in text.lines().enumerate() {
         let mut tokens = line.split_ascii_whitespace().peekable();
         if tokens.peek().is_none() {
@@ -177,7 +209,7 @@ fn decode_libsvm(body: &[u8], num_feature: usize, rows: &mut Rows) -> Result<(),
         // The first token is the label (`label[:weight]`, ignored), as XGBoost's parser reads it.
         tokens.next();
         let start = rows.values.len();
-        rows.values.resize(start + num_feature, f32::NAN);
+        rows.values.resize(start + columns.width(), f32::NAN);
         for token in tokens {
             if token.starts_with("qid:") {
                 continue;
@@ -192,7 +224,9 @@ fn decode_libsvm(body: &[u8], num_feature: usize, rows: &mut Rows) -> Result<(),
                     i + 1
                 )));
             }
-            rows.values[start + index] = value;
+            if let Some(c) = columns.column(index) {
+                rows.values[start + c] = value;
+            }
         }
         rows.count += 1;
     }
@@ -257,13 +291,21 @@ fn decode_json_lines(body: &[u8], num_feature: usize, rows: &mut Rows) -> Result
     Ok(())
 }
 
-fn decode_recordio(body: &[u8], num_feature: usize, rows: &mut Rows) -> Result<(), ServeError> {
+fn decode_recordio(body: &[u8], columns: Columns<'_>, rows: &mut Rows) -> Result<(), ServeError> {
+    let num_feature = columns.num_feature;
     let frames = recordio::frames(body).map_err(|e| bad(format!("RecordIO: {e}")))?;
     for (i, frame) in frames.iter().enumerate() {
         let row = i + 1;
         let tensor = recordio::record_features(frame).map_err(|e| bad(format!("record {row}: {e}")))?;
+        let start = rows.values.len();
+        rows.values.resize(start + columns.width(), f32::NAN);
         if tensor.keys.is_empty() {
-            push_dense(rows, tensor.values, row, num_feature)?;
+            if tensor.values.len() != num_feature {
+                return Err(wrong_width(tensor.values.len(), row, num_feature));
+            }
+            for (k, &f) in columns.used.iter().enumerate() {
+                rows.values[start + k] = tensor.values[f as usize];
+            }
         } else {
             if tensor.keys.len() != tensor.values.len() {
                 return Err(bad(format!(
@@ -272,16 +314,16 @@ fn decode_recordio(body: &[u8], num_feature: usize, rows: &mut Rows) -> Result<(
                     tensor.values.len()
                 )));
             }
-            let start = rows.values.len();
-            rows.values.resize(start + num_feature, f32::NAN);
             for (&k, &v) in tensor.keys.iter().zip(&tensor.values) {
                 let k = usize::try_from(k).ok().filter(|&k| k < num_feature).ok_or_else(|| {
                     bad(format!("record {row}: feature index {k} is beyond the model's {num_feature} features"))
                 })?;
-                rows.values[start + k] = v;
+                if let Some(c) = columns.column(k) {
+                    rows.values[start + c] = v;
+                }
             }
-            rows.count += 1;
         }
+        rows.count += 1;
     }
     Ok(())
 }
@@ -439,31 +481,38 @@ mod tests {
         assert!(matches!(Input::parse(Some("image/png")), Err(ServeError::UnsupportedMediaType(_))));
     }
 
+    /// Every feature of a 3-feature model.
+    const ALL: [u32; 3] = [0, 1, 2];
+
     #[test]
     fn decodes_every_format() {
-        let csv = decode(Input::Csv, b"1,2,\n4,5,6\n", 3).unwrap();
+        let csv = decode(Input::Csv, b"1,2,\n4,5,6\n", 3, &ALL).unwrap();
         assert_eq!(csv.count, 2);
         assert!(csv.values[2].is_nan());
-        let svm = decode(Input::Libsvm, b"0 1:2.5\n1 2:1\n", 3).unwrap();
+        let svm = decode(Input::Libsvm, b"0 1:2.5\n1 2:1\n", 3, &ALL).unwrap();
         assert_eq!((svm.count, svm.values[1], svm.values[5]), (2, 2.5, 1.0));
         assert!(svm.values[0].is_nan());
-        let json = decode(Input::Json, br#"{"instances": [[1, null, 3], {"features": [4, 5, 6]}]}"#, 3).unwrap();
+        // Sparse rows keep only the features the model reads: here 2 (column 0).
+        let projected = decode(Input::Libsvm, b"0 1:2.5\n1 2:1 0:3\n", 3, &[2]).unwrap();
+        assert_eq!(projected.values.len(), 2);
+        assert!(projected.values[0].is_nan() && projected.values[1] == 1.0);
+        let json = decode(Input::Json, br#"{"instances": [[1, null, 3], {"features": [4, 5, 6]}]}"#, 3, &ALL).unwrap();
         assert_eq!(json.count, 2);
-        let bare = decode(Input::Json, b"[1, 2, 3]", 3).unwrap();
+        let bare = decode(Input::Json, b"[1, 2, 3]", 3, &ALL).unwrap();
         assert_eq!(bare.count, 1);
-        let lines = decode(Input::JsonLines, b"{\"features\": [1, 2, 3]}\n[4, 5, 6]\n", 3).unwrap();
+        let lines = decode(Input::JsonLines, b"{\"features\": [1, 2, 3]}\n[4, 5, 6]\n", 3, &ALL).unwrap();
         assert_eq!(lines.count, 2);
     }
 
     #[test]
     fn bad_rows_are_named() {
-        let err = decode(Input::Csv, b"a,b,c\n1,2,3\n", 3).err().unwrap().to_string();
+        let err = decode(Input::Csv, b"a,b,c\n1,2,3\n", 3, &ALL).err().unwrap().to_string();
         assert!(err.contains("row 1, column 1: `a` is not a number (a header row is not allowed)"), "{err}");
-        let err = decode(Input::Csv, b"1,2,3\n1,2\n", 3).err().unwrap().to_string();
+        let err = decode(Input::Csv, b"1,2,3\n1,2\n", 3, &ALL).err().unwrap().to_string();
         assert!(err.contains("row 2 has 2 values; the model takes 3"), "{err}");
-        let err = decode(Input::Libsvm, b"1 7:1\n", 3).err().unwrap().to_string();
+        let err = decode(Input::Libsvm, b"1 7:1\n", 3, &ALL).err().unwrap().to_string();
         assert!(err.contains("feature index 7"), "{err}");
-        let err = decode(Input::Json, b"{\"instances\": [[1, 2", 3).err().unwrap().to_string();
+        let err = decode(Input::Json, b"{\"instances\": [[1, 2", 3, &ALL).err().unwrap().to_string();
         assert!(err.contains("not valid"), "{err}");
     }
 

@@ -125,3 +125,111 @@ fn hist_training_gives_xgboosts_model() {
     assert!(cases.len() >= 18, "{} cases", cases.len());
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Hashed libsvm features end to end: a model trained on indices up to 2^24 - 1 is
+/// evaluated and served on 50 rows of the same kind under a 1 GB address-space limit (dense
+/// rows would take 3.2 GB), with XGBoost's predictions. (XGBoost's own predictor allocates a
+/// dense row of num_feature floats per thread: at 2^31 - 2 it takes a minute and 8.5 GB, too
+/// slow for a test; the trainer's test covers indices up to 2^31 - 2.)
+#[test]
+fn sparse_rows_with_huge_indices_train_evaluate_and_serve() {
+    let Some(python) = python3x() else { return };
+    const INDICES: [u64; 6] = [0, 7, 1000, 65_536, 1_000_003, 16_777_215];
+    let lines = |n: usize, seed: u64| -> String {
+        let mut text = String::new();
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as f64 / (1u64 << 31) as f64
+        };
+        for _ in 0..n {
+            let mut label = 0.0;
+            let mut row = String::new();
+            for (k, &i) in INDICES.iter().enumerate() {
+                if next() < 0.6 {
+                    let v = (next() * 10.0).round() / 2.0;
+                    label += v * (k as f64 + 1.0);
+                    row.push_str(&format!(" {i}:{v}"));
+                }
+            }
+            text.push_str(&format!("{label}{row}\n"));
+        }
+        text
+    };
+    let ml = crate::util::MlTree::new();
+    ml.write("input/data/train/train.libsvm", lines(400, 1));
+    ml.write("input/config/inputdataconfig.json", r#"{"train": {"ContentType": "text/libsvm"}}"#);
+    ml.write("input/config/hyperparameters.json", r#"{"num_round": "10", "max_depth": "4", "eta": "0.3"}"#);
+    crate::util::assert_success(&ml.run(env!("CARGO_BIN_EXE_train"), &["train"]));
+    let model = ml.path("model/xgboost-model");
+    let test = ml.write("test/test.libsvm", lines(50, 2));
+
+    // XGBoost's predictions, read by its own libsvm loader.
+    let out = ml.path("xgb-pred.txt");
+    let run = Command::new(&python)
+        .arg(crate::util::repo().join("tests/python/predict_uri.py"))
+        .arg(&model)
+        .arg(format!("{}?format=libsvm", test.display()))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let theirs: Vec<f32> = std::fs::read_to_string(&out).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+
+    // evaluate, limited to 1 GB of address space.
+    let limited = |program: &str, args: &str| {
+        Command::new("bash").arg("-c").arg(format!("ulimit -v 1000000; exec {program} {args}")).output().unwrap()
+    };
+    let eval = limited(
+        env!("CARGO_BIN_EXE_evaluate"),
+        &format!("--model {} --test-data {} --output-dir {}", model.display(), test.display(), ml.path("eval").display()),
+    );
+    crate::util::assert_success(&eval);
+    let report: serde_json::Value = serde_json::from_str(&ml.read("eval/evaluation.json")).unwrap();
+    let labels: Vec<f64> = std::fs::read_to_string(&test)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    let mse = labels.iter().zip(&theirs).map(|(y, p)| (y - f64::from(*p)).powi(2)).sum::<f64>() / labels.len() as f64;
+    let ours = report["regression_metrics"]["mse"]["value"].as_f64().unwrap();
+    assert!((ours - mse).abs() <= 1e-9 * mse.max(1.0), "evaluate's MSE {ours}, XGBoost's predictions give {mse}");
+    assert_eq!(report["model"]["num_feature"], 16_777_216u64);
+
+    // serve, under the same limit.
+    let port = crate::serve::free_port();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("ulimit -v 1000000; exec {} serve", env!("CARGO_BIN_EXE_serve")))
+            .env("SAGESTEP_MODEL_DIR", ml.path("model"))
+            .env("SAGEMAKER_BIND_TO_PORT", port.to_string())
+            .env("SAGESTEP_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while crate::serve::agent().get(&url("/ping")).call().map(|r| r.status()).ok() != Some(ureq::http::StatusCode::OK) {
+        assert!(std::time::Instant::now() < deadline, "server not ready");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let body = std::fs::read(&test).unwrap();
+    let mut response = crate::serve::agent()
+        .post(&url("/invocations"))
+        .header("Content-Type", "text/libsvm")
+        .header("Accept", "text/csv")
+        .send(&body[..])
+        .unwrap();
+    let text = response.body_mut().read_to_string().unwrap();
+    let served: Vec<f32> = text.lines().map(|l| l.parse().unwrap()).collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&served), bits(&theirs), "served predictions are XGBoost's");
+}

@@ -373,12 +373,13 @@ fn early_stopping_saves_the_best_model() {
     }
 }
 
-/// A libsvm channel whose feature index is 1,073,741,823 (hashed features) trains on its
-/// entries alone: XGBoost's num_feature recorded, memory in proportion to the entries.
+/// A libsvm channel whose feature indices reach 1,073,741,823 and 2,147,483,646 (hashed
+/// features) trains on its entries alone: XGBoost's num_feature recorded, memory in
+/// proportion to the entries.
 /// tree_method=exact needs the dense float matrix and refuses it before allocating.
 #[test]
 fn a_huge_libsvm_index_trains_sparse() {
-    let rows = "1 1073741823:1\n0 5:2\n1 1073741823:3 5:1\n";
+    let rows = "1 1073741823:1\n0 5:2\n1 1073741823:3 5:1 2147483646:1\n";
     let ml = MlTree::new();
     ml.write("input/data/train/train.libsvm", rows);
     ml.write("input/config/inputdataconfig.json", r#"{"train": {"ContentType": "text/libsvm"}}"#);
@@ -389,7 +390,7 @@ fn a_huge_libsvm_index_trains_sparse() {
     let out = run(&ml);
     assert_success(&out);
     let forest = model::load(&std::fs::read(ml.path("model/xgboost-model")).unwrap()).unwrap().forest;
-    assert_eq!(forest.num_feature, 1_073_741_824);
+    assert_eq!(forest.num_feature, 2_147_483_647);
     let peak = logged_number(&stderr(&out), "peak_memory_mb");
     assert!(peak < 200, "peak memory {peak} MB");
 
@@ -401,7 +402,7 @@ fn a_huge_libsvm_index_trains_sparse() {
     let out = run(&ml);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let failure = ml.read("output/failure");
-    assert!(failure.contains("1073741824 features") && failure.contains("use tree_method=hist"), "{failure}");
+    assert!(failure.contains("2147483647 features") && failure.contains("use tree_method=hist"), "{failure}");
 }
 
 /// hist checkpoints are XGBoost models (UBJSON); a job restarted after 10 rounds continues
