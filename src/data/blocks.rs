@@ -89,6 +89,7 @@ pub fn for_each_block<T: Send>(
     let files = data_files(path)?;
     let mut summary = BlockSummary::default();
     let batch = 2 * crate::parallel::cores();
+    let pool = Pool::default();
     let check_and_work = |block: RowBlock, summary: &mut BlockSummary| -> Result<RowBlock, DataError> {
         summary.note(&block)?;
         Ok(block)
@@ -103,7 +104,7 @@ pub fn for_each_block<T: Send>(
         }
         // A pipeline: the next batch of chunks is parsed (and worked) on every core while
         // the previous batch's results are consumed in order.
-        let mut chunks = ChunkReader::open(file)?;
+        let mut chunks = ChunkReader::open(file, &pool)?;
         let mut ready: Vec<T> = Vec::new();
         loop {
             let mut pending = Vec::with_capacity(batch);
@@ -118,7 +119,7 @@ pub fn for_each_block<T: Send>(
             }
             let previous = std::mem::take(&mut ready);
             let (parsed, consumed) = rayon::join(
-                || -> Vec<Result<RowBlock, DataError>> { pending.into_par_iter().map(|c| parse_chunk(c, layout)).collect() },
+                || -> Vec<Result<RowBlock, DataError>> { pending.into_par_iter().map(|c| parse_chunk(c, layout, &pool)).collect() },
                 || -> Result<(), DataError> {
                     for item in previous {
                         consume(item)?;
@@ -137,6 +138,7 @@ pub fn for_each_block<T: Send>(
     if summary.rows == 0 {
         return Err(DataError::Empty { path: path.to_path_buf() });
     }
+    summary.bytes = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
     summary.files = files;
     Ok(summary)
 }
@@ -174,9 +176,10 @@ pub fn probe(path: &Path, layout: Layout) -> Result<Option<Probe>, DataError> {
         total_bytes += std::fs::metadata(file).map_err(|e| DataError::io(file, e))?.len();
     }
     let Some(first) = files.first() else { return Ok(None) };
-    let Some(chunk) = ChunkReader::open(first)?.next_chunk()? else { return Ok(None) };
+    let pool = Pool::default();
+    let Some(chunk) = ChunkReader::open(first, &pool)?.next_chunk()? else { return Ok(None) };
     let bytes = chunk.bytes.len() as u64;
-    let block = parse_chunk(chunk, layout)?;
+    let block = parse_chunk(chunk, layout, &pool)?;
     if block.rows() == 0 {
         return Ok(None);
     }
@@ -198,6 +201,8 @@ pub struct BlockSummary {
     pub sparse: bool,
     pub weighted: bool,
     pub files: Vec<PathBuf>,
+    /// Bytes of the files as stored (compressed when gzip).
+    pub bytes: u64,
 }
 
 impl BlockSummary {
@@ -225,7 +230,8 @@ impl BlockSummary {
 }
 
 /// A file's text cut at line ends into chunks of about `CHUNK_BYTES`.
-struct ChunkReader {
+struct ChunkReader<'p> {
+    pool: &'p Pool,
     file: Arc<PathBuf>,
     reader: Box<dyn std::io::BufRead + Send>,
     carry: Vec<u8>,
@@ -241,10 +247,11 @@ struct Chunk {
     delimiter: u8,
 }
 
-impl ChunkReader {
-    fn open(path: &Path) -> Result<Self, DataError> {
+impl<'p> ChunkReader<'p> {
+    fn open(path: &Path, pool: &'p Pool) -> Result<Self, DataError> {
         let reader = files::open(path)?.reader;
         Ok(Self {
+            pool,
             file: Arc::new(path.to_path_buf()),
             reader,
             carry: Vec::new(),
@@ -258,9 +265,17 @@ impl ChunkReader {
         if self.done {
             return Ok(None);
         }
-        let mut bytes = std::mem::take(&mut self.carry);
-        let start = bytes.len();
-        bytes.resize(start + CHUNK_BYTES, 0);
+        // A recycled buffer keeps its length: only growth is zero-filled.
+        let mut bytes = self.pool.lock().map(|mut p| p.pop()).ok().flatten().unwrap_or_default();
+        let start = self.carry.len();
+        let want = start + CHUNK_BYTES;
+        if bytes.len() < want {
+            bytes.resize(want, 0);
+        } else {
+            bytes.truncate(want);
+        }
+        bytes[..start].copy_from_slice(&self.carry);
+        self.carry.clear();
         let mut filled = start;
         while filled < bytes.len() {
             match self.reader.read(&mut bytes[filled..]) {
@@ -271,10 +286,10 @@ impl ChunkReader {
             }
         }
         bytes.truncate(filled);
-        if filled < start + CHUNK_BYTES {
+        if filled < want {
             self.done = true;
-        } else if let Some(end) = bytes.iter().rposition(|&b| b == b'\n') {
-            self.carry = bytes[end + 1..].to_vec();
+        } else if let Some(end) = memchr::memrchr(b'\n', &bytes) {
+            self.carry.extend_from_slice(&bytes[end + 1..]);
             bytes.truncate(end + 1);
         }
         // A line longer than a chunk is carried whole into the next read.
@@ -286,9 +301,25 @@ impl ChunkReader {
             return Ok(None);
         }
         let first_line = self.next_line;
-        self.next_line += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.next_line += memchr::memchr_iter(b'\n', &bytes).count() as u64;
         let delimiter = *self.delimiter.get_or_insert_with(|| sniff_delimiter(&bytes));
         Ok(Some(Chunk { file: Arc::clone(&self.file), first_line, bytes, delimiter }))
+    }
+}
+
+/// Chunk buffers handed back after parsing, for the next reads.
+#[derive(Default)]
+struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    fn give_back(&self, buffer: Vec<u8>) {
+        if let Ok(mut p) = self.0.lock() {
+            p.push(buffer);
+        }
+    }
+
+    fn lock(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, Vec<Vec<u8>>>> {
+        self.0.lock()
     }
 }
 
@@ -298,7 +329,13 @@ fn sniff_delimiter(text: &[u8]) -> u8 {
     [b',', b'\t', b';', b'|'].into_iter().find(|d| line.contains(d)).unwrap_or(b',')
 }
 
-fn parse_chunk(chunk: Chunk, layout: Layout) -> Result<RowBlock, DataError> {
+fn parse_chunk(chunk: Chunk, layout: Layout, pool: &Pool) -> Result<RowBlock, DataError> {
+    let parsed = parse_text(&chunk, layout);
+    pool.give_back(chunk.bytes);
+    parsed
+}
+
+fn parse_text(chunk: &Chunk, layout: Layout) -> Result<RowBlock, DataError> {
     let sparse = match layout.content_type {
         ContentType::Libsvm => true,
         ContentType::Csv => false,
@@ -308,6 +345,11 @@ fn parse_chunk(chunk: Chunk, layout: Layout) -> Result<RowBlock, DataError> {
     if sparse {
         block.offsets.push(0);
     }
+    // Sized from the text: a value takes at least two bytes (a digit and a separator).
+    let lines_hint = memchr::memchr_iter(b'\n', &chunk.bytes).count() + 1;
+    block.lines.reserve(lines_hint);
+    block.labels.reserve(lines_hint);
+    block.values.reserve(chunk.bytes.len() / 2);
     let mut width = None;
     for (i, raw) in lines(&chunk.bytes).enumerate() {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);

@@ -134,6 +134,7 @@ fn read_hyperparameters(path: &Path) -> Result<BTreeMap<String, String>, Error> 
 }
 
 pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
+    crate::retain_freed_memory(1000);
     let ml = &config.ml;
     let hp = Hyperparameters::parse(&read_hyperparameters(&ml.hyperparameters())?)?;
     if let Some(reason) = hp.unsupported() {

@@ -142,15 +142,23 @@ impl Training {
             dense_root_sum: matches!(self.train.matrix.storage, Storage::Dense { missing: u32::MAX, .. }),
             sync,
         };
-        let mut column = vec![GradPair { grad: 0.0, hess: 0.0 }; rows];
+        // One group and one tree per round grow on the gradients as they are (sampled in
+        // place); otherwise each tree takes a copy of its group's column.
+        let in_place = g == 1 && b.num_parallel_tree == 1;
+        let mut column = if in_place { Vec::new() } else { vec![GradPair { grad: 0.0, hess: 0.0 }; rows] };
         let mut new_trees = Vec::with_capacity(g * b.num_parallel_tree);
         for group in 0..g {
-            for tree_in_group in 0..b.num_parallel_tree {
-                for (r, gp) in column.iter_mut().enumerate() {
-                    *gp = self.gpair[r * g + group];
-                }
+            for _ in 0..b.num_parallel_tree {
                 let tree_id = (self.trees.len() + new_trees.len()) as u64;
-                sample::subsample_rows(&mut column, |r| r as u64, b.subsample, b.seed, tree_id);
+                let gradients: &mut [GradPair] = if in_place {
+                    &mut self.gpair
+                } else {
+                    for (r, gp) in column.iter_mut().enumerate() {
+                        *gp = self.gpair[r * g + group];
+                    }
+                    &mut column
+                };
+                sample::subsample_rows(gradients, |r| r as u64, b.subsample, b.seed, tree_id);
                 let mut sampler = ColumnSampler::new(
                     self.cuts.features(),
                     b.seed,
@@ -159,11 +167,10 @@ impl Training {
                     b.tree.colsample_bylevel,
                     b.tree.colsample_bynode,
                 );
-                let nodes = grow::grow(&ctx, &column, &mut sampler, &mut self.partition);
+                let nodes = grow::grow(&ctx, gradients, &mut sampler, &mut self.partition);
                 // The next tree resets the partition: take the leaves' rows now.
                 super::timing::time(4, || add_from_partition(&self.partition, &nodes, &mut self.margins[0], g, group));
                 new_trees.push((group as u32, nodes));
-                let _ = tree_in_group;
             }
         }
         for (group, nodes) in new_trees {

@@ -18,6 +18,86 @@ pub struct Cuts {
     pub min_values: Vec<f32>,
 }
 
+/// How many of the sorted `cuts` are at most `x`.
+#[inline]
+pub fn count_at_most(cuts: &[f32], x: f32) -> usize {
+    cuts.partition_point(|&c| c <= x)
+}
+
+/// An unsigned key that orders as `f32::total_cmp` does.
+#[inline]
+fn order_key(v: f32) -> u32 {
+    let bits = v.to_bits();
+    if bits >> 31 == 1 { !bits } else { bits | (1 << 31) }
+}
+
+/// `count_at_most` for every feature, fast: binning runs once for every value of the data,
+/// and a binary search over random values mispredicts half its branches. Each feature with
+/// many cuts gets a table over its cuts' key range that starts a short forward scan.
+pub struct Binner<'a> {
+    cuts: &'a Cuts,
+    tables: Vec<Option<Table>>,
+}
+
+struct Table {
+    low: u32,
+    shift: u32,
+    /// Per bucket: the cuts whose key is below the bucket's first key.
+    start: Vec<u16>,
+}
+
+const BUCKETS: usize = 1024;
+
+impl<'a> Binner<'a> {
+    pub fn new(cuts: &'a Cuts) -> Self {
+        let tables = (0..cuts.features())
+            .map(|f| {
+                let c = cuts.feature_cuts(f);
+                if c.len() < 32 || c.len() > usize::from(u16::MAX) {
+                    return None;
+                }
+                let (low, high) = (order_key(c[0]), order_key(c[c.len() - 1]));
+                let span = u64::from(high - low) + 1;
+                let shift = (64 - (span.saturating_sub(1) / BUCKETS as u64).leading_zeros()).min(31);
+                let mut start = Vec::with_capacity(BUCKETS);
+                let mut i = 0usize;
+                for b in 0..BUCKETS as u64 {
+                    let first = u64::from(low) + (b << shift);
+                    while i < c.len() && u64::from(order_key(c[i])) < first {
+                        i += 1;
+                    }
+                    start.push(i as u16);
+                }
+                Some(Table { low, shift, start })
+            })
+            .collect();
+        Self { cuts, tables }
+    }
+
+    /// How many of feature `f`'s cuts are at most `x` (x not NaN).
+    #[inline]
+    pub fn count_at_most(&self, f: usize, x: f32) -> usize {
+        let c = self.cuts.feature_cuts(f);
+        let Some(t) = &self.tables[f] else { return count_at_most(c, x) };
+        let key = order_key(x);
+        if key < t.low {
+            return count_at_most(&c[..1], x);
+        }
+        let bucket = (((key - t.low) >> t.shift) as usize).min(BUCKETS - 1);
+        let mut i = usize::from(t.start[bucket]);
+        while i < c.len() && c[i] <= x {
+            i += 1;
+        }
+        i
+    }
+
+    /// XGBoost's bin of `x` for feature `f` (`Cuts::bin`).
+    #[inline]
+    pub fn bin(&self, f: usize, x: f32) -> u32 {
+        self.count_at_most(f, x).min(self.cuts.feature_cuts(f).len() - 1) as u32
+    }
+}
+
 /// `c + |c| + 1e-5f`, evaluated in f64 and rounded once (C's `fabs(double)` promotes).
 fn upper_bound(c: f32) -> f32 {
     (f64::from(c) + (f64::from(c).abs() + f64::from(EPS5))) as f32
@@ -50,8 +130,7 @@ impl Cuts {
     #[inline]
     pub fn bin(&self, f: usize, x: f32) -> u32 {
         let cuts = self.feature_cuts(f);
-        let i = cuts.partition_point(|&c| c <= x);
-        i.min(cuts.len() - 1) as u32
+        count_at_most(cuts, x).min(cuts.len() - 1) as u32
     }
 
     /// An empty builder for `features` features.
@@ -137,6 +216,34 @@ mod tests {
         assert_eq!((min, cuts), (-14.00001, vec![-2.0, 1e-5]));
         let (min, cuts) = cuts_of(&[0.0; 5], 256);
         assert_eq!((min, cuts), (-1e-5, vec![1e-5]));
+    }
+
+    #[test]
+    fn branchless_count_is_partition_point() {
+        let cuts = [1.0, 2.0, 2.5, 4.0, 8.0];
+        for n in 0..=cuts.len() {
+            for x in [0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 8.0, 9.0, f32::NAN] {
+                assert_eq!(count_at_most(&cuts[..n], x), cuts[..n].partition_point(|&c| c <= x), "{n} {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_binner_counts_as_the_search_does() {
+        let mut values: Vec<f32> = (0..300).map(|i| ((i as f32) * 0.37).sin() * 10f32.powi(i % 7 - 3)).collect();
+        values.extend([0.0, -0.0, 1e-30, -1e30]);
+        let mut sorted = values.clone();
+        sorted.sort_by(f32::total_cmp);
+        sorted.dedup();
+        let mut cuts = Cuts::builder(1);
+        cuts.values = sorted.clone();
+        cuts.ptrs = vec![0, sorted.len() as u32];
+        cuts.min_values = vec![-2e30];
+        let binner = Binner::new(&cuts);
+        assert!(binner.tables[0].is_some());
+        for x in values.iter().chain(&[f32::MAX, f32::MIN, 5e-7, -5e-7, 1234.5]) {
+            assert_eq!(binner.count_at_most(0, *x), count_at_most(&sorted, *x), "{x}");
+        }
     }
 
     #[test]

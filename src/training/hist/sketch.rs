@@ -46,10 +46,57 @@ pub fn column_eps(max_bin: usize, col_size: usize) -> f64 {
     1.0 / f64::from(n_bins as f32 * FACTOR)
 }
 
+/// An unsigned key that orders as `f32::total_cmp` does.
+#[inline]
+fn order_key(v: f32) -> u32 {
+    let bits = v.to_bits();
+    if bits >> 31 == 1 { !bits } else { bits | (1 << 31) }
+}
+
+/// Sort `(value, weight)` pairs by value: a least-significant-digit radix sort on the
+/// value's order key (a byte per pass, passes whose byte is constant skipped), faster than
+/// comparisons for the sketch's queues of thousands of entries. `scratch` is reused.
+fn sort_by_value(queue: &mut [(f32, f32)], scratch: &mut Vec<(f32, f32)>) {
+    if queue.len() < 256 {
+        queue.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        return;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(queue);
+    let (mut from, mut to): (&mut [(f32, f32)], &mut [(f32, f32)]) = (queue, scratch.as_mut_slice());
+    let mut in_queue = true;
+    for shift in [0u32, 8, 16, 24] {
+        let mut counts = [0usize; 256];
+        for e in from.iter() {
+            counts[((order_key(e.0) >> shift) & 0xff) as usize] += 1;
+        }
+        if counts.iter().any(|&c| c == from.len()) {
+            continue;
+        }
+        let mut offsets = [0usize; 256];
+        let mut sum = 0;
+        for (o, c) in offsets.iter_mut().zip(counts) {
+            *o = sum;
+            sum += c;
+        }
+        for e in from.iter() {
+            let d = ((order_key(e.0) >> shift) & 0xff) as usize;
+            to[offsets[d]] = *e;
+            offsets[d] += 1;
+        }
+        std::mem::swap(&mut from, &mut to);
+        in_queue = !in_queue;
+    }
+    if !in_queue {
+        // The sorted pairs ended in the scratch buffer (`from`); `to` is the queue.
+        to.copy_from_slice(from);
+    }
+}
+
 /// `MakeSummary`: sort the queue by value, merge equal values by summing their weights.
-fn make_summary(queue: &mut [(f32, f32)], out: &mut Vec<Entry>) {
+fn make_summary(queue: &mut [(f32, f32)], scratch: &mut Vec<(f32, f32)>, out: &mut Vec<Entry>) {
     out.clear();
-    queue.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    sort_by_value(queue, scratch);
     let mut wsum = 0.0f32;
     let mut i = 0;
     while i < queue.len() {
@@ -170,13 +217,14 @@ pub struct Sketch {
     levels: Vec<Vec<Entry>>,
     flushed: bool,
     scratch: Vec<Entry>,
+    sort_scratch: Vec<(f32, f32)>,
 }
 
 impl Sketch {
     /// The sketch XGBoost makes for a column with `col_size` present entries.
     pub fn for_column(col_size: usize, max_bin: usize) -> Self {
         let (_, limit) = limit_size_level(col_size, column_eps(max_bin, col_size));
-        Self { limit, queue: Vec::new(), levels: Vec::new(), flushed: false, scratch: Vec::new() }
+        Self { limit, queue: Vec::new(), levels: Vec::new(), flushed: false, scratch: Vec::new(), sort_scratch: Vec::new() }
     }
 
     /// The size each level's summary is pruned to.
@@ -208,7 +256,7 @@ impl Sketch {
 
     fn flush(&mut self) {
         let mut temp = Vec::new();
-        make_summary(&mut self.queue, &mut temp);
+        make_summary(&mut self.queue, &mut self.sort_scratch, &mut temp);
         self.queue.clear();
         self.push_temp(temp);
     }
@@ -239,7 +287,7 @@ impl Sketch {
     /// `GetSummary`: the queue and every level merged and pruned to the level size.
     pub fn summary(mut self) -> Vec<Entry> {
         let mut queue = std::mem::take(&mut self.queue);
-        make_summary(&mut queue, &mut self.scratch);
+        make_summary(&mut queue, &mut self.sort_scratch, &mut self.scratch);
         let mut s = prune(&self.scratch, self.limit);
         if !self.flushed {
             return s;
@@ -277,6 +325,25 @@ mod tests {
         ] {
             assert_eq!(limit_size_level(n, column_eps(max_bin, n)), expected, "max_bin {max_bin}, n {n}");
         }
+    }
+
+    #[test]
+    fn the_radix_sort_orders_as_total_cmp() {
+        let mut state = 7u64;
+        let mut queue: Vec<(f32, f32)> = (0..5000)
+            .map(|i| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let v = f32::from_bits((state >> 32) as u32);
+                (if v.is_nan() { i as f32 } else { v }, i as f32)
+            })
+            .collect();
+        queue.extend([(-0.0, 1.0), (0.0, 2.0), (f32::INFINITY, 3.0), (f32::NEG_INFINITY, 4.0)]);
+        let mut expected = queue.clone();
+        expected.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut scratch = Vec::new();
+        sort_by_value(&mut queue, &mut scratch);
+        let keys = |q: &[(f32, f32)]| q.iter().map(|e| e.0.to_bits()).collect::<Vec<_>>();
+        assert_eq!(keys(&queue), keys(&expected));
     }
 
     #[test]
