@@ -51,17 +51,19 @@ ours() {
          "objective": "reg:squarederror", "eval_metric": "rmse"}' > "$ml/input/config/hyperparameters.json"
   echo '{"train": {"ContentType": "text/csv"}, "validation": {"ContentType": "text/csv"}}' \
     > "$ml/input/config/inputdataconfig.json"
+  local rc=0
   SAGESTEP_ML_ROOT=$ml /usr/bin/time -f '%e %M' -o "$work/ours.time" \
-    "$bin" --checkpoint-every 1000 >/dev/null 2>"$work/ours-$rows.log" || { tail -5 "$work/ours-$rows.log"; rm -rf "$ml"; return 1; }
+    "$bin" --checkpoint-every 1000 >/dev/null 2>"$work/ours-$rows.log" || rc=$?
   rm -rf "$ml"
+  return "$rc"
 }
 
 report() {
-  local name=$1 time_file=$2 bytes=$3 s kib
+  local name=$1 time_file=$2 bytes=$3 status=$4 s kib
   if [ ! -s "$time_file" ]; then printf '%-30s %s\n' "$name" "failed"; return; fi
-  read -r s kib < "$time_file"
-  awk -v n="$name" -v s="$s" -v k="$kib" -v b="$bytes" \
-    'BEGIN { printf "%-30s %9.2fs %9.0f MB %10.2f\n", n, s, k / 1024, k * 1024 / b }'
+  read -r s kib < <(grep -v "exited with" "$time_file")
+  awk -v n="$name" -v s="$s" -v k="$kib" -v b="$bytes" -v st="$status" \
+    'BEGIN { printf "%-30s %9.2fs %9.0f MB %10.2f %s\n", n, s, k / 1024, k * 1024 / b, st }'
 }
 
 [ "$big" = 1 ] && sizes+=(100000000)
@@ -72,9 +74,11 @@ for rows in "${sizes[@]}"; do
   echo "== $rows rows x 28 features: $((bytes / 1000000)) MB of CSV (train + validation)"
   printf '%-30s %10s %12s %10s\n' "" "wall time" "peak memory" "mem/input"
   rm -f "$work/python.time" "$work/ours.time"
+  status=""
   /usr/bin/time -f '%e %M' -o "$work/python.time" "$python" benches/train_python.py train "$work" "$rows" \
-    >"$work/python-$rows.log" 2>&1 || { echo "python xgboost failed: $(tail -1 "$work/python-$rows.log")"; : > "$work/python.time"; }
-  report "python xgboost 3.2.0" "$work/python.time" "$bytes"
-  ours "$rows" || : > "$work/ours.time"
-  report "sagestep train" "$work/ours.time" "$bytes"
+    >"$work/python-$rows.log" 2>&1 || status="FAILED: $(tail -1 "$work/python-$rows.log" | cut -c1-80)"
+  report "python xgboost 3.2.0" "$work/python.time" "$bytes" "$status"
+  status=""
+  ours "$rows" || status="FAILED"
+  report "sagestep train" "$work/ours.time" "$bytes" "$status"
 done

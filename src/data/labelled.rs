@@ -165,7 +165,10 @@ pub fn read_limited(
             match *kind.get_or_insert_with(|| ContentType::sniff(text)) {
                 ContentType::Csv => {
                     let d = *delimiter.get_or_insert_with(|| sniff_delimiter(text));
-                    csv_row(text, d, csv_weights, &mut out, &at)?
+                    csv_row(text, d, csv_weights, &mut out, &at)?;
+                    if out.features.len() > max_values {
+                        return Err(DataError::TooLarge { rows: out.labels.len(), cols: out.cols });
+                    }
                 }
                 ContentType::Parquet => unreachable!("Parquet is read whole, above"),
                 ContentType::Libsvm => sparse.push(libsvm_row(text, &mut out, &at)?),

@@ -16,6 +16,7 @@ use super::hessboost_engine::HessboostEngine;
 use super::hist::{self, HistEngine};
 use super::hyperparameters::{HyperparameterError, Hyperparameters, Parsed};
 use super::{checkpoint, rounds};
+use crate::cluster::{self, Collective, Hosts};
 use crate::contract::MlRoot;
 use crate::contract::failure::{Fault, StepError};
 use crate::data::DataError;
@@ -45,6 +46,8 @@ pub enum Error {
     Unsupported(String),
     #[error("training failed: {0}")]
     Engine(String),
+    #[error("training across hosts failed: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot write `{}`: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -57,6 +60,7 @@ impl StepError for Error {
     fn fault(&self) -> Fault {
         match self {
             Self::Engine(_) | Self::Write { .. } => Fault::Internal,
+            Self::Cluster(e) if !e.is_config() => Fault::Internal,
             _ => Fault::User,
         }
     }
@@ -72,12 +76,6 @@ pub struct ChannelConfig {
     pub s3_distribution_type: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ResourceConfig {
-    pub current_host: Option<String>,
-    #[serde(default)]
-    pub hosts: Vec<String>,
-}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -141,29 +139,12 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
         return Err(Error::Unsupported(reason));
     }
     let channels: BTreeMap<String, ChannelConfig> = read_json(&ml.input_data_config())?;
-    let resources: ResourceConfig = read_json(&ml.resource_config())?;
     let present = check_channels(ml, &channels)?;
 
-    // Several hosts: until distributed training exists, only fully replicated data works,
-    // and the first host trains alone.
-    if resources.hosts.len() > 1 {
-        if let Some((name, _)) =
-            channels.iter().find(|(_, c)| c.s3_distribution_type.as_deref().is_some_and(|d| d != "FullyReplicated"))
-        {
-            return Err(Error::Channel(format!(
-                "channel `{name}` is sharded across {} hosts; distributed training is not supported, use \
-                 S3DistributionType FullyReplicated or one instance",
-                resources.hosts.len()
-            )));
-        }
-        let mut hosts = resources.hosts.clone();
-        hosts.sort();
-        let current = resources.current_host.clone().unwrap_or_default();
-        if current != hosts[0] {
-            return Ok(Outcome::SkippedSecondaryHost { current, first: hosts[0].clone() });
-        }
+    let role = role(ml, &channels)?;
+    if let Role::Skip { current, first } = role {
+        return Ok(Outcome::SkippedSecondaryHost { current, first });
     }
-
     let content_type = match channels.get("train").and_then(|c| c.content_type.as_deref()) {
         None => ContentType::Libsvm,
         Some(text) => ContentType::parse(text).ok_or_else(|| {
@@ -200,8 +181,16 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
         .num_threads(threads)
         .build()
         .map_err(|e| Error::Engine(format!("cannot start {threads} threads: {e}")))?;
+    let cluster = match &role {
+        Role::Distributed { hosts, validation_sharded } => {
+            let collective = join_cluster(ml, hosts, &hp)?;
+            Some(Team { collective, stop: Arc::clone(&stop), validation_rows: *validation_sharded || hosts.rank() == 0 })
+        }
+        _ => None,
+    };
+    let first_host = cluster.as_ref().is_none_or(|t| t.collective.rank() == 0);
     let mut engine: Box<dyn Engine + Send> = pool.install(|| {
-        make_engine(ml, &hp, params, prune, content_type, has_validation, &checkpoint_dir)
+        make_engine(ml, &hp, params, prune, content_type, has_validation, &checkpoint_dir, cluster)
     })?;
 
     let early = hp.early_stopping_rounds.filter(|_| has_validation && !hp.eval_metrics.is_empty());
@@ -215,6 +204,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
         checkpoint_dir: &checkpoint_dir,
         early_stopping: early.map(|rounds| (rounds, maximize)),
         stop,
+        // Only the first host writes checkpoints and the model, as the built-in.
+        save_checkpoints: first_host,
     };
     let ran = pool.install(|| rounds::run(engine.as_mut(), &plan))?;
     let mut forest = engine.forest()?;
@@ -232,11 +223,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
         None => forest.rounds().saturating_sub(1),
     };
     forest.version = None;
-    if !ran.stopped_by_signal || hp.save_model_on_termination {
+    if first_host && (!ran.stopped_by_signal || hp.save_model_on_termination) {
         write_atomic(&ml.model_dir().join(MODEL_FILE), &crate::model::to_ubjson(&forest))?;
     }
     let scores = ran.scores_of(last).or_else(|| ran.history.last().map(|(_, s)| s));
-    write_metrics(&ml.output_data_dir(), scores.map_or(&[][..], Vec::as_slice), ran.best.map(|b| b.0))?;
+    if first_host {
+        write_metrics(&ml.output_data_dir(), scores.map_or(&[][..], Vec::as_slice), ran.best.map(|b| b.0))?;
+    }
     tracing::info!(peak_memory_mb = peak_memory_mb(), rounds_trained, saved_rounds = forest.rounds(), "model saved");
     Ok(Outcome::Trained { rounds: rounds_trained, best_iteration: ran.best.map(|b| b.0), stopped_by_signal: ran.stopped_by_signal })
 }
@@ -276,8 +269,65 @@ fn check_channels(ml: &MlRoot, channels: &BTreeMap<String, ChannelConfig>) -> Re
     Ok(present)
 }
 
+/// The hosts training together, and what this one takes part with.
+struct Team {
+    collective: Arc<dyn Collective>,
+    stop: Arc<AtomicBool>,
+    /// False on all but the first host when the validation channel is replicated: its rows
+    /// count once.
+    validation_rows: bool,
+}
+
+/// Who trains: this host alone, several hosts together (a sharded train channel), or the
+/// first host alone on replicated data (the others exit).
+enum Role {
+    Alone,
+    Skip { current: String, first: String },
+    Distributed { hosts: Hosts, validation_sharded: bool },
+}
+
+fn role(ml: &MlRoot, channels: &BTreeMap<String, ChannelConfig>) -> Result<Role, Error> {
+    let hosts = Hosts::read(&ml.resource_config()).map_err(|e| Error::Channel(e.to_string()))?;
+    let sharded = |c: &str| channels.get(c).and_then(|c| c.s3_distribution_type.as_deref()) == Some("ShardedByS3Key");
+    // The distributed arithmetic on one host: the reference the tests compare hosts with.
+    let forced = std::env::var(DISTRIBUTED_ENV).is_ok_and(|v| v == "1");
+    if (hosts.world() > 1 && sharded("train")) || forced {
+        return Ok(Role::Distributed { validation_sharded: sharded("validation"), hosts });
+    }
+    if hosts.world() > 1 {
+        if sharded("validation") {
+            return Err(Error::Channel(
+                "the validation channel is ShardedByS3Key but the train channel is FullyReplicated; shard both \
+                 (data-parallel training) or neither"
+                    .into(),
+            ));
+        }
+        // Replicated data: the first host trains on all of it (the built-in would train every
+        // host on a copy of every row).
+        let first = hosts.hosts[0].clone();
+        if hosts.current != first {
+            return Ok(Role::Skip { current: hosts.current, first });
+        }
+    }
+    Ok(Role::Alone)
+}
+
+/// `SAGESTEP_DISTRIBUTED=1`: train with the hosts' arithmetic even alone.
+pub const DISTRIBUTED_ENV: &str = "SAGESTEP_DISTRIBUTED";
+
+/// Connect to the other hosts; they must run this build with this configuration.
+fn join_cluster(ml: &MlRoot, hosts: &Hosts, hp: &Hyperparameters) -> Result<Arc<dyn Collective>, Error> {
+    let settings = cluster::Settings::from_env().map_err(Error::Channel)?;
+    let mut config = serde_json::to_vec(&hp.xgboost_params()).expect("serializes");
+    config.extend(std::fs::read(ml.input_data_config()).unwrap_or_default());
+    let job = std::env::var("TRAINING_JOB_NAME").unwrap_or_default();
+    let joined = cluster::join(hosts, &job, cluster::fingerprint(&config), &settings)?;
+    Ok(Arc::from(joined))
+}
+
 /// Our hist trainer where it serves, hessboost elsewhere; each resumes from the newest
-/// checkpoint in its own format.
+/// checkpoint in its own format (several hosts: the first host's, sent to all).
+#[allow(clippy::too_many_arguments)]
 fn make_engine(
     ml: &MlRoot,
     hp: &Hyperparameters,
@@ -286,8 +336,47 @@ fn make_engine(
     content_type: ContentType,
     has_validation: bool,
     checkpoint_dir: &Path,
+    team: Option<Team>,
 ) -> Result<Box<dyn Engine + Send>, Error> {
     let validation = has_validation.then(|| ml.channel_dir("validation"));
+    if let Some(team) = team {
+        if let Some(reason) = hist::unsupported(&params, hp.objective()) {
+            return Err(Error::Unsupported(format!(
+                "training on several hosts (a ShardedByS3Key train channel) takes tree_method=hist with booster \
+                 gbtree; this configuration has {reason}"
+            )));
+        }
+        if let Some(metric) = hp.eval_metrics.iter().find(|m| !hist::distributed_metric(m)) {
+            return Err(Error::Unsupported(format!(
+                "training on several hosts computes rmse, rmsle, mae, mape, logloss, error, mlogloss and merror; \
+                 `{metric}` is not computed across hosts yet"
+            )));
+        }
+        let mine = if team.collective.rank() == 0 {
+            checkpoint::newest(checkpoint_dir, |bytes| crate::model::load(bytes).map(|_| bytes.to_vec()).map_err(|e| e.to_string()))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let shared = team.collective.broadcast(0, &mine)?;
+        let resume = if shared.is_empty() {
+            None
+        } else {
+            Some(crate::model::load(&shared).map_err(|e| Error::Engine(format!("the first host's checkpoint: {e}")))?.forest)
+        };
+        if let Some(f) = &resume {
+            tracing::info!(rounds = f.rounds(), "every host resumes from the first host's checkpoint");
+        }
+        let inputs = hist::Inputs {
+            train: ml.channel_dir("train"),
+            validation: validation.filter(|_| team.validation_rows),
+            layout: Layout { content_type, csv_weights: hp.csv_weights },
+            objective_params: objective_params(hp),
+            scale_pos_weight: hp.float("scale_pos_weight").unwrap_or(1.0) as f32,
+            empty_validation: has_validation && !team.validation_rows,
+        };
+        return Ok(Box::new(HistEngine::new(&params, &inputs, resume.as_ref(), Some((team.collective, team.stop)))?));
+    }
     match hist::unsupported(&params, hp.objective()) {
         None => {
             let inputs = hist::Inputs {
@@ -296,6 +385,7 @@ fn make_engine(
                 layout: Layout { content_type, csv_weights: hp.csv_weights },
                 objective_params: objective_params(hp),
                 scale_pos_weight: hp.float("scale_pos_weight").unwrap_or(1.0) as f32,
+                empty_validation: false,
             };
             let resume = checkpoint::newest(checkpoint_dir, |bytes| {
                 crate::model::load(bytes).map(|m| m.forest).map_err(|e| e.to_string())
@@ -303,7 +393,7 @@ fn make_engine(
             if let Some(f) = &resume {
                 tracing::info!(rounds = f.rounds(), "resuming from a checkpoint");
             }
-            Ok(Box::new(HistEngine::new(&params, &inputs, resume.as_ref())?))
+            Ok(Box::new(HistEngine::new(&params, &inputs, resume.as_ref(), None)?))
         }
         Some(reason) => {
             tracing::info!("training with hessboost's engine ({reason})");
@@ -333,19 +423,20 @@ fn read_dense(path: &Path, content_type: ContentType, csv_weights: bool) -> Resu
     let limit = dense_value_limit();
     labelled::read_limited(path, Some(content_type), csv_weights, limit).map_err(|e| match e {
         DataError::TooLarge { rows, cols } => Error::Channel(format!(
-            "this configuration trains from the whole data as floats: {rows} rows x {cols} features x 4 bytes = {:.1} GB, \
-             more than half of the {:.1} GB of memory; use tree_method=hist (the default), which trains from quantized data",
+            "this configuration trains from the whole data as floats, and {rows} rows x {cols} features x 4 bytes \
+             ({:.1} GB, or more: the rows were still being read) exceed a quarter of the {:.1} GB of memory; \
+             use tree_method=hist (the default), which trains from quantized data",
             (rows as f64 * cols as f64 * 4.0) / 1e9,
-            (limit as f64 * 8.0) / 1e9,
+            crate::parallel::memory_bytes() as f64 / 1e9,
         )),
         other => Error::Data(other),
     })
 }
 
-/// Floats the dense matrix may hold: half the memory (cgroup limit or physical), in 4-byte
-/// values, leaving room for the engine's own copy.
+/// Floats the dense matrix may hold: a quarter of the memory (cgroup limit or physical), in
+/// 4-byte values, leaving room for the engine's own copy and its working set.
 fn dense_value_limit() -> usize {
-    (crate::parallel::memory_bytes() / 2 / 4 / 2) as usize
+    (crate::parallel::memory_bytes() / 4 / 4) as usize
 }
 
 /// `(key, text)` of the objective parameters the model records.

@@ -21,6 +21,8 @@ pub struct Plan<'a> {
     /// validation metric.
     pub early_stopping: Option<(usize, bool)>,
     pub stop: Arc<AtomicBool>,
+    /// Write checkpoints (on several hosts, the first host does).
+    pub save_checkpoints: bool,
 }
 
 /// How the rounds ended.
@@ -115,7 +117,7 @@ pub fn run(engine: &mut dyn Engine, plan: &Plan<'_>) -> Result<Ran, Error> {
         };
         engine.train(chunk, &mut on_round)?;
         let rounds = engine.rounds();
-        if rounds % every == 0 || rounds >= plan.num_round || finished || ran.stopped_by_signal {
+        if plan.save_checkpoints && (rounds % every == 0 || rounds >= plan.num_round || finished || ran.stopped_by_signal) {
             checkpoint::save(plan.checkpoint_dir, rounds, &engine.checkpoint()?)?;
         }
     }

@@ -11,11 +11,13 @@ use hessboost::metric::Metric;
 use hessboost::objective::{GradPair, Loss};
 
 use super::cuts::Cuts;
-use super::evaluate::{Stats, TreeParams};
-use super::grow::{self, GrowContext, TreeNode};
+use super::evaluate::TreeParams;
+use super::grow::{self, GrowContext, LocalSums, TreeNode};
 use super::matrix::{Bin, BinnedMatrix, Storage};
 use super::metric::Elementwise;
+use super::distributed::{self, QuantizedSums};
 use super::objective::{self, Formula};
+use crate::cluster::Collective;
 use super::partition::Partition;
 use super::sample::{self, ColumnSampler};
 use crate::with_bins;
@@ -28,6 +30,9 @@ pub struct DataSet {
     pub matrix: BinnedMatrix,
     pub labels: Vec<f32>,
     pub weights: Option<Vec<f32>>,
+    /// Per row, a key that names it wherever it is read (its file and line), for row sampling
+    /// that does not depend on the host; `None`: the row's index.
+    pub row_keys: Option<Vec<u64>>,
 }
 
 impl DataSet {
@@ -64,6 +69,37 @@ impl MetricImpl {
             Self::Other(m) => m.eval_info(preds, &set.meta()),
         }
     }
+
+    /// The metric over every host's rows of the set.
+    pub fn eval_global(&self, preds: &[f32], set: &DataSet, name: &str, cluster: &dyn Collective, groups: usize) -> Result<f64, String> {
+        let (labels, weights) = (&set.labels, set.weights.as_deref());
+        let sums = match (self, name) {
+            (Self::Elementwise(m), _) if groups == 1 => {
+                let [e, w] = distributed::global_sums(cluster, labels.len(), |i| m.term(preds, labels, weights, i))
+                    .map_err(|e| e.to_string())?;
+                return Ok(m.finish(e, w));
+            }
+            (_, "mlogloss" | "merror") => {
+                let error = name == "merror";
+                distributed::global_sums(cluster, labels.len(), |i| {
+                    let row = &preds[i * groups..(i + 1) * groups];
+                    let k = labels[i] as usize;
+                    let wt = weights.map_or(1.0f32, |w| w[i]);
+                    let residue = if error {
+                        // XGBoost's merror: the first largest probability is the prediction.
+                        let best = row.iter().enumerate().fold(0, |b, (j, &p)| if p > row[b] { j } else { b });
+                        f32::from(u8::from(best != k))
+                    } else {
+                        -row.get(k).copied().unwrap_or(0.0).max(1e-16).ln()
+                    };
+                    [f64::from(residue * wt), f64::from(wt)]
+                })
+                .map_err(|e| e.to_string())?
+            }
+            _ => return Err(format!("the metric `{name}` is not computed across hosts yet")),
+        };
+        Ok(if sums[1] == 0.0 { sums[0] } else { sums[0] / sums[1] })
+    }
 }
 
 /// A finished round's trees (each with its output group) and metric values.
@@ -86,6 +122,8 @@ pub struct Training {
     pub round_bounds: Vec<usize>,
     partition: Partition,
     gpair: Vec<GradPair>,
+    /// Several hosts (or the world of one on their arithmetic): sums over every host.
+    pub cluster: Option<Arc<dyn Collective>>,
 }
 
 impl Training {
@@ -109,6 +147,7 @@ impl Training {
             round_bounds: vec![0],
             partition: Partition::default(),
             gpair: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -125,8 +164,8 @@ impl Training {
         self.round_bounds.len() - 1
     }
 
-    /// Run one round; `sync` makes sums global (identity on one host).
-    pub fn round(&mut self, sync: &(dyn Fn(&mut [Stats]) + Sync)) -> Vec<(String, String, f64)> {
+    /// Run one round: its trees, then every data set's metrics.
+    pub fn round(&mut self) -> Result<Vec<(String, String, f64)>, String> {
         let b = &self.booster;
         let iteration = self.rounds();
         let rows = self.train.labels.len();
@@ -135,13 +174,7 @@ impl Training {
         super::timing::time(0, || {
             objective::gradient(b.formula, b.loss.as_ref(), &self.margins[0], &self.train.meta(), &mut self.gpair, iteration)
         });
-        let ctx = GrowContext {
-            params: &b.tree,
-            matrix: &self.train.matrix,
-            cuts: &self.cuts,
-            dense_root_sum: matches!(self.train.matrix.storage, Storage::Dense { missing: u32::MAX, .. }),
-            sync,
-        };
+
         // One group and one tree per round grow on the gradients as they are (sampled in
         // place); otherwise each tree takes a copy of its group's column.
         let in_place = g == 1 && b.num_parallel_tree == 1;
@@ -158,7 +191,8 @@ impl Training {
                     }
                     &mut column
                 };
-                sample::subsample_rows(gradients, |r| r as u64, b.subsample, b.seed, tree_id);
+                let keys = self.train.row_keys.as_deref();
+                sample::subsample_rows(gradients, |r| keys.map_or(r as u64, |k| k[r]), b.subsample, b.seed, tree_id);
                 let mut sampler = ColumnSampler::new(
                     self.cuts.features(),
                     b.seed,
@@ -167,7 +201,21 @@ impl Training {
                     b.tree.colsample_bylevel,
                     b.tree.colsample_bynode,
                 );
-                let nodes = grow::grow(&ctx, gradients, &mut sampler, &mut self.partition);
+                let local;
+                let global;
+                let sums: &dyn grow::HistogramSource = match &self.cluster {
+                    None => {
+                        local = LocalSums { matrix: &self.train.matrix, cuts: &self.cuts, gpair: gradients };
+                        &local
+                    }
+                    Some(cluster) => {
+                        global = QuantizedSums::new(&self.train.matrix, &self.cuts, gradients, cluster.as_ref())
+                            .map_err(|e| e.to_string())?;
+                        &global
+                    }
+                };
+                let ctx = GrowContext { params: &b.tree, matrix: &self.train.matrix, cuts: &self.cuts, sums };
+                let nodes = grow::grow(&ctx, &mut sampler, &mut self.partition).map_err(|e| e.to_string())?;
                 // The next tree resets the partition: take the leaves' rows now.
                 super::timing::time(4, || add_from_partition(&self.partition, &nodes, &mut self.margins[0], g, group));
                 new_trees.push((group as u32, nodes));
@@ -193,33 +241,37 @@ impl Training {
         }
     }
 
-    /// Each data set's metrics at the current margins.
-    pub fn scores(&self) -> Vec<(String, String, f64)> {
+    /// Each data set's metrics at the current margins (over every host's rows).
+    pub fn scores(&self) -> Result<Vec<(String, String, f64)>, String> {
         let mut out = Vec::new();
         for (set, margins) in std::iter::once(&self.train).chain(&self.evals).zip(&self.margins) {
             let mut preds = margins.clone();
             objective::eval_transform(self.booster.formula, self.booster.loss.as_ref(), &mut preds);
             for (name, metric) in &self.booster.metrics {
-                out.push((set.name.clone(), name.clone(), metric.eval(&preds, set)));
+                let value = match &self.cluster {
+                    None => metric.eval(&preds, set),
+                    Some(c) => metric.eval_global(&preds, set, name, c.as_ref(), self.booster.groups)?,
+                };
+                out.push((set.name.clone(), name.clone(), value));
             }
         }
-        out
+        Ok(out)
     }
 
     /// Train until `num_round` rounds exist or `on_round` breaks.
     pub fn run(
         &mut self,
         num_round: usize,
-        sync: &(dyn Fn(&mut [Stats]) + Sync),
         mut on_round: impl FnMut(&Self, Round<'_>) -> ControlFlow<()>,
-    ) {
+    ) -> Result<(), String> {
         while self.rounds() < num_round {
-            let scores = self.round(sync);
+            let scores = self.round()?;
             let round = Round { iteration: self.rounds() - 1, scores: &scores };
             if on_round(self, round).is_break() {
                 break;
             }
         }
+        Ok(())
     }
 }
 

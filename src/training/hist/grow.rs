@@ -12,7 +12,8 @@ use rayon::prelude::*;
 use super::cuts::Cuts;
 use super::evaluate::{self, Evaluator, NodeEntry, RT_EPS, Split, Stats, TreeParams};
 use super::histogram;
-use super::matrix::BinnedMatrix;
+use super::matrix::{BinnedMatrix, Storage};
+use crate::cluster::ClusterError;
 use super::partition::{Partition, Rule};
 use super::sample::ColumnSampler;
 use hessboost::objective::GradPair;
@@ -60,16 +61,54 @@ impl TreeNode {
     }
 }
 
-/// What the grower reads: the quantized rows, their cuts, the parameters, and how sums are
-/// made global (the identity on one host).
+/// Where a tree's gradient sums come from: this host's rows in f64 (XGBoost's sums), or
+/// every host's rows in fixed point (`super::distributed`).
+pub trait HistogramSource: Sync {
+    /// The histograms of these nodes' rows (one list of row ids per node).
+    fn histograms(&self, nodes: &[&[u32]]) -> Result<Vec<Vec<Stats>>, ClusterError>;
+
+    /// The gradient sum of every row, given the root's histogram.
+    fn root_sum(&self, root: &[Stats]) -> Result<Stats, ClusterError>;
+}
+
+/// One host's sums, as XGBoost makes them: f64 in row order.
+pub struct LocalSums<'a> {
+    pub matrix: &'a BinnedMatrix,
+    pub cuts: &'a Cuts,
+    pub gpair: &'a [GradPair],
+}
+
+impl HistogramSource for LocalSums<'_> {
+    fn histograms(&self, nodes: &[&[u32]]) -> Result<Vec<Vec<Stats>>, ClusterError> {
+        Ok(nodes
+            .par_iter()
+            .map(|rows| histogram::build(self.matrix, &self.cuts.ptrs, self.gpair, rows, self.cuts.total_bins()))
+            .collect())
+    }
+
+    fn root_sum(&self, root: &[Stats]) -> Result<Stats, ClusterError> {
+        let mut s = Stats::default();
+        if matches!(self.matrix.storage, Storage::Dense { missing: u32::MAX, .. }) {
+            // Every row has every feature: XGBoost sums the first feature's bins.
+            for cell in &root[self.cuts.feature_range(0)] {
+                s.add(cell.g, cell.h);
+            }
+        } else {
+            for gp in self.gpair {
+                s.add(f64::from(gp.grad), f64::from(gp.hess));
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// What the grower reads: the quantized rows, their cuts, the parameters, and where the sums
+/// come from.
 pub struct GrowContext<'a> {
     pub params: &'a TreeParams,
     pub matrix: &'a BinnedMatrix,
     pub cuts: &'a Cuts,
-    /// Every row of every host has a value for every feature: the root sum comes from the
-    /// first feature's bins, as XGBoost computes it for dense data.
-    pub dense_root_sum: bool,
-    pub sync: &'a (dyn Fn(&mut [Stats]) + Sync),
+    pub sums: &'a dyn HistogramSource,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -177,37 +216,21 @@ impl<'a> Driver<'a> {
 /// One tree's growth state.
 struct Growth<'a> {
     ctx: &'a GrowContext<'a>,
-    gpair: &'a [GradPair],
     nodes: Vec<TreeNode>,
     snode: Vec<NodeEntry>,
     hists: Vec<Option<Vec<Stats>>>,
     ev: Evaluator,
 }
 
-/// Grow one tree on `gpair` (one gradient pair per row). `partition` is left holding each
-/// leaf's rows.
-pub fn grow(ctx: &GrowContext<'_>, gpair: &[GradPair], sampler: &mut ColumnSampler, partition: &mut Partition) -> Vec<TreeNode> {
+/// Grow one tree; `partition` is left holding each leaf's rows.
+pub fn grow(ctx: &GrowContext<'_>, sampler: &mut ColumnSampler, partition: &mut Partition) -> Result<Vec<TreeNode>, ClusterError> {
     let p = ctx.params;
     partition.reset(ctx.matrix.rows);
-    let mut g = Growth { ctx, gpair, nodes: Vec::new(), snode: Vec::new(), hists: Vec::new(), ev: Evaluator::new(p) };
+    let mut g = Growth { ctx, nodes: Vec::new(), snode: Vec::new(), hists: Vec::new(), ev: Evaluator::new(p) };
 
     // The root.
-    let mut root_hist = super::timing::time(1, || g.build(partition.rows_of(0)));
-    (ctx.sync)(&mut root_hist);
-    let root_sum = if ctx.dense_root_sum {
-        let mut s = Stats::default();
-        for cell in &root_hist[ctx.cuts.feature_range(0)] {
-            s.add(cell.g, cell.h);
-        }
-        s
-    } else {
-        let mut s = [Stats::default()];
-        for gp in gpair {
-            s[0].add(f64::from(gp.grad), f64::from(gp.hess));
-        }
-        (ctx.sync)(&mut s);
-        s[0]
-    };
+    let root_hist = super::timing::time(1, || ctx.sums.histograms(&[partition.rows_of(0)]))?.pop().expect("one node");
+    let root_sum = ctx.sums.root_sum(&root_hist)?;
     let root_gain = g.ev.gain(p, 0, root_sum);
     let weight = g.ev.weight(p, 0, root_sum);
     g.snode.push(NodeEntry { stats: root_sum, root_gain });
@@ -230,25 +253,17 @@ pub fn grow(ctx: &GrowContext<'_>, gpair: &[GradPair], sampler: &mut ColumnSampl
             }
         }
         super::timing::time(2, || partition.split(ctx.matrix, &splits));
-        let children = if valid.is_empty() { Vec::new() } else { g.children(&valid, partition, sampler) };
+        let children = if valid.is_empty() { Vec::new() } else { g.children(&valid, partition, sampler)? };
         for c in &expand {
             g.hists[c.nid] = None;
         }
         driver.push_children(children);
         expand = driver.pop();
     }
-    g.nodes
+    Ok(g.nodes)
 }
 
 impl Growth<'_> {
-    fn build(&self, rows: &[u32]) -> Vec<Stats> {
-        histogram::build(self.ctx.matrix, &self.ctx.cuts.ptrs, self.gpair, rows, self.ctx.cuts.total_bins())
-    }
-
-    fn build_all(&self, pairs: &[(usize, usize, usize)], partition: &Partition) -> Vec<Vec<Stats>> {
-        pairs.par_iter().map(|&(b, _, _)| self.build(partition.rows_of(b))).collect()
-    }
-
     /// `ApplyTreeSplit`: the node becomes a split with two leaf children.
     fn apply(&mut self, c: &Candidate) -> (usize, usize) {
         let p = self.ctx.params;
@@ -284,7 +299,12 @@ impl Growth<'_> {
 
     /// Histograms of the children of `valid` (the one with less hessian built, its sibling
     /// subtracted) and their best splits.
-    fn children(&mut self, valid: &[Candidate], partition: &Partition, sampler: &mut ColumnSampler) -> Vec<Candidate> {
+    fn children(
+        &mut self,
+        valid: &[Candidate],
+        partition: &Partition,
+        sampler: &mut ColumnSampler,
+    ) -> Result<Vec<Candidate>, ClusterError> {
         let pairs: Vec<(usize, usize, usize)> = valid
             .iter()
             .map(|c| {
@@ -293,16 +313,9 @@ impl Growth<'_> {
                 if c.split.right.h < c.split.left.h { (r, l, c.nid) } else { (l, r, c.nid) }
             })
             .collect();
-        let mut built = super::timing::time(1, || self.build_all(&pairs, partition));
-        // One exchange per level: the built histograms, concatenated.
-        if !built.is_empty() {
-            let bins = self.ctx.cuts.total_bins();
-            let mut flat: Vec<Stats> = built.iter().flatten().copied().collect();
-            (self.ctx.sync)(&mut flat);
-            for (i, h) in built.iter_mut().enumerate() {
-                h.copy_from_slice(&flat[i * bins..(i + 1) * bins]);
-            }
-        }
+        // One exchange per level on several hosts: the built histograms, together.
+        let rows: Vec<&[u32]> = pairs.iter().map(|&(b, _, _)| partition.rows_of(b)).collect();
+        let built = super::timing::time(1, || self.ctx.sums.histograms(&rows))?;
         for (&(b, s, parent), hist) in pairs.iter().zip(built) {
             let parent_hist = self.hists[parent].take().expect("the parent's histogram is kept until its children have theirs");
             self.hists[s] = Some(histogram::subtract(&parent_hist, &hist));
@@ -316,7 +329,7 @@ impl Growth<'_> {
         }
         let feature_sets: Vec<Vec<u32>> = entries.iter().map(|&(_, depth)| sampler.features(depth)).collect();
         let (p, ev, cuts) = (self.ctx.params, &self.ev, self.ctx.cuts);
-        super::timing::time(3, || entries
+        Ok(super::timing::time(3, || entries
             .par_iter()
             .zip(&feature_sets)
             .map(|(&(nid, depth), features)| {
@@ -324,6 +337,6 @@ impl Growth<'_> {
                 let split = evaluate::best_split(p, ev, cuts, nid, &self.snode[nid], hist, features);
                 Candidate { nid, depth, split }
             })
-            .collect())
+            .collect()))
     }
 }

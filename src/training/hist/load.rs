@@ -22,7 +22,7 @@ pub struct FeatureMap {
     pub original: Vec<u32>,
     /// Features XGBoost would record: the largest index + 1.
     pub num_feature: usize,
-    dense: bool,
+    pub(super) dense: bool,
 }
 
 impl FeatureMap {
@@ -45,13 +45,13 @@ impl FeatureMap {
 
 /// Labels and weights gathered in input order.
 #[derive(Default)]
-struct Targets {
-    labels: Vec<f32>,
-    weights: Option<Vec<f32>>,
+pub(super) struct Targets {
+    pub(super) labels: Vec<f32>,
+    pub(super) weights: Option<Vec<f32>>,
 }
 
 impl Targets {
-    fn take(&mut self, block: &RowBlock) {
+    pub(super) fn take(&mut self, block: &RowBlock) {
         if !block.weights.is_empty() || self.weights.is_some() {
             let w = self.weights.get_or_insert_with(|| vec![1.0; self.labels.len()]);
             if block.weights.is_empty() {
@@ -65,7 +65,7 @@ impl Targets {
 }
 
 /// Per-feature present counts of one block.
-enum Counts {
+pub(super) enum Counts {
     Dense(Vec<u64>),
     Sparse(HashMap<u32, u64>),
 }
@@ -102,7 +102,7 @@ pub fn training(path: &Path, layout: Layout, max_bin: usize, name: &str) -> Resu
         matrix.add_columns();
     }
     tracing::debug!(seconds = clock.elapsed().as_secs_f64(), "binned");
-    let set = DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights };
+    let set = DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights, row_keys: None };
     Ok(Loaded { set, cuts, features, summary })
 }
 
@@ -116,7 +116,7 @@ struct Sketched {
 }
 
 /// Per-feature present counts of one block.
-fn count_block(block: &RowBlock) -> Counts {
+pub(super) fn count_block(block: &RowBlock) -> Counts {
     if block.sparse {
         let mut c = HashMap::new();
         for &i in &block.indices {
@@ -134,7 +134,7 @@ fn count_block(block: &RowBlock) -> Counts {
     }
 }
 
-fn add_counts(dense: &mut Vec<u64>, sparse: &mut HashMap<u32, u64>, counts: Counts) {
+pub(super) fn add_counts(dense: &mut Vec<u64>, sparse: &mut HashMap<u32, u64>, counts: Counts) {
     match counts {
         Counts::Dense(c) => {
             dense.resize(c.len().max(dense.len()), 0);
@@ -310,7 +310,7 @@ pub fn evaluation(
         },
     )?;
     matrix.shrink_to_fit();
-    Ok((DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights }, summary))
+    Ok((DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights, row_keys: None }, summary))
 }
 
 fn matrix_template(features: &FeatureMap, dense: bool, largest: u32) -> BinnedMatrix {
@@ -318,7 +318,7 @@ fn matrix_template(features: &FeatureMap, dense: bool, largest: u32) -> BinnedMa
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bin_pass(
+pub(super) fn bin_pass(
     path: &Path,
     layout: Layout,
     cuts: &Cuts,

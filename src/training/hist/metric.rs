@@ -69,6 +69,13 @@ impl Elementwise {
         }
     }
 
+    /// Row `i`'s weighted residue and weight (`preds` of a single-output model).
+    #[inline]
+    pub fn term(self, preds: &[f32], labels: &[f32], weights: Option<&[f32]>, i: usize) -> [f64; 2] {
+        let wt = weights.map_or(1.0f32, |w| w[i]);
+        [f64::from(self.row(labels[i], preds[i]) * wt), f64::from(wt)]
+    }
+
     /// `(sum of weighted residues, sum of weights)` over the rows, in XGBoost's order.
     pub fn sums(self, preds: &[f32], labels: &[f32], weights: Option<&[f32]>) -> (f64, f64) {
         let blocks: Vec<(f64, f64)> = (0..labels.len().div_ceil(BLOCK))

@@ -10,6 +10,7 @@
 
 pub mod boost;
 pub mod cuts;
+pub mod distributed;
 pub mod evaluate;
 pub mod grow;
 pub mod histogram;
@@ -20,10 +21,13 @@ pub mod model;
 pub mod objective;
 pub mod partition;
 pub mod sample;
+pub mod shards;
 pub mod sketch;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hessboost::config::{GrowPolicy, MaxDeltaStep, Monotone, SamplingMethod, TrainingParams};
 use hessboost::data::MetaInfo;
@@ -33,6 +37,8 @@ use self::evaluate::TreeParams;
 use self::load::FeatureMap;
 use super::engine::{Engine, Scores};
 use super::job::Error;
+use crate::cluster::Collective;
+use crate::data::DataError;
 use crate::data::blocks::Layout;
 use crate::model::forest::{Forest, Objective};
 
@@ -44,6 +50,13 @@ pub struct Inputs {
     /// Objective parameters to record in the model (`tweedie_variance_power`, ...).
     pub objective_params: Vec<(String, String)>,
     pub scale_pos_weight: f32,
+    /// A validation set with no rows on this host (several hosts share a replicated one).
+    pub empty_validation: bool,
+}
+
+/// Metrics the hosts compute together.
+pub fn distributed_metric(name: &str) -> bool {
+    metric::Elementwise::by_name(name).is_some() || matches!(name, "mlogloss" | "merror")
 }
 
 /// Why a configuration goes to the other engine, if it does.
@@ -92,6 +105,8 @@ pub struct HistEngine {
     objective_params: Vec<(String, String)>,
     base_score: Vec<f32>,
     num_feature: usize,
+    /// Several hosts: the stop flag, set on every host when any host is asked to stop.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 fn tree_params(params: &TrainingParams, objective: &str, features: &FeatureMap) -> TreeParams {
@@ -127,17 +142,59 @@ fn tree_params(params: &TrainingParams, objective: &str, features: &FeatureMap) 
     }
 }
 
+/// A data set with no rows (a host whose share of a channel is empty).
+fn empty_set(name: &str, features: &FeatureMap, largest: u32) -> boost::DataSet {
+    boost::DataSet {
+        name: name.into(),
+        matrix: matrix::BinnedMatrix::new(features.len(), features.dense, largest, true, 0),
+        labels: Vec::new(),
+        weights: None,
+        row_keys: None,
+    }
+}
+
 impl HistEngine {
-    pub fn new(params: &TrainingParams, inputs: &Inputs, checkpoint: Option<&Forest>) -> Result<Self, Error> {
+    /// Load and quantize the channels and set up the training: on this host alone
+    /// (`cluster` `None`, XGBoost's arithmetic) or with every host of the job.
+    pub fn new(
+        params: &TrainingParams,
+        inputs: &Inputs,
+        checkpoint: Option<&Forest>,
+        cluster: Option<(Arc<dyn Collective>, Arc<AtomicBool>)>,
+    ) -> Result<Self, Error> {
         let engine_error = |e: hessboost::error::HessboostError| Error::Channel(format!("the data cannot be used: {e}"));
-        let loaded = load::training(&inputs.train, inputs.layout, params.max_bin, "train")?;
+        let loaded = match &cluster {
+            None => load::training(&inputs.train, inputs.layout, params.max_bin, "train")?,
+            Some((c, _)) => shards::training(&inputs.train, inputs.layout, params.max_bin, params.seed, c.as_ref(), params.subsample < 1.0)
+                .map_err(|e| match e {
+                    shards::ShardError::Data(d) => Error::Data(d),
+                    shards::ShardError::Cluster(c) => Error::Cluster(c),
+                    shards::ShardError::Disagree(m) => Error::Channel(m),
+                })?,
+        };
         let (features, cuts) = (loaded.features, loaded.cuts);
         let mut evals = Vec::new();
         let mut num_feature = features.num_feature;
         if let Some(path) = &inputs.validation {
-            let (set, summary) = load::evaluation(path, inputs.layout, &cuts, &features, "validation")?;
-            num_feature = num_feature.max(summary.width);
+            let fine_largest = cuts.max_bins_per_feature() as u32 + 1;
+            let (set, width) = match load::evaluation(path, inputs.layout, &cuts, &features, "validation") {
+                Ok((set, summary)) => (set, summary.width),
+                // A host's share of a sharded validation channel can be empty.
+                Err(DataError::Missing { .. } | DataError::NoFiles { .. } | DataError::Empty { .. }) if cluster.is_some() => {
+                    (empty_set("validation", &features, fine_largest), 0)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            num_feature = num_feature.max(width);
             evals.push(set);
+        }
+        if inputs.empty_validation {
+            evals.push(empty_set("validation", &features, cuts.max_bins_per_feature() as u32 + 1));
+        }
+        if let Some((c, _)) = &cluster {
+            let mut widest = [num_feature as f64];
+            c.allreduce_max(&mut widest).map_err(Error::Cluster)?;
+            num_feature = widest[0] as usize;
         }
         let train = loaded.set;
         tracing::info!(
@@ -164,7 +221,11 @@ impl HistEngine {
                 loss.probs_to_margins(&mut scores);
                 scores
             }
-            None => loss.base_margins_info(&meta),
+            None => match &cluster {
+                None => loss.base_margins_info(&meta),
+                Some((c, _)) => distributed::intercept(loss.as_ref(), &meta, train.labels.len(), groups, c.as_ref())
+                    .map_err(Error::Cluster)?,
+            },
         };
         if base_margin.len() != groups || base_margin.iter().any(|m| !m.is_finite()) {
             return Err(Error::Channel(format!("the estimated intercept is not finite ({base_margin:?}); check the labels")));
@@ -204,12 +265,21 @@ impl HistEngine {
         };
         let objective = Objective::parse(&objective_name).map_err(Error::Unsupported)?;
         let mut training = Training::new(booster, cuts, train, evals);
+        training.cluster = cluster.as_ref().map(|(c, _)| Arc::clone(c));
         if let Some(forest) = checkpoint {
             let trees = model::from_forest(forest, &training.cuts, &features)
                 .map_err(|e| Error::Channel(format!("the checkpoint does not continue this training: {e}")))?;
             training.resume(trees, forest.round_bounds.clone());
         }
-        Ok(Self { training, features, objective, objective_params: inputs.objective_params.clone(), base_score, num_feature })
+        Ok(Self {
+            training,
+            features,
+            objective,
+            objective_params: inputs.objective_params.clone(),
+            base_score,
+            num_feature,
+            stop: cluster.map(|(_, stop)| stop),
+        })
     }
 }
 
@@ -220,8 +290,18 @@ impl Engine for HistEngine {
 
     fn train(&mut self, n: usize, on_round: &mut (dyn FnMut(usize, &Scores) -> ControlFlow<()> + Send)) -> Result<(), Error> {
         let target = self.training.rounds() + n;
-        let one_host = |_: &mut [evaluate::Stats]| {};
-        self.training.run(target, &one_host, |_, round| on_round(round.iteration, &round.scores.to_vec()));
+        while self.training.rounds() < target {
+            let scores = self.training.round().map_err(Error::Engine)?;
+            if let (Some(stop), Some(cluster)) = (&self.stop, &self.training.cluster)
+                && distributed::any(cluster.as_ref(), stop.load(Ordering::SeqCst)).map_err(Error::Cluster)?
+            {
+                // Every host stops after the same round.
+                stop.store(true, Ordering::SeqCst);
+            }
+            if on_round(self.training.rounds() - 1, &scores).is_break() {
+                break;
+            }
+        }
         timing::report();
         Ok(())
     }
