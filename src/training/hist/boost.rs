@@ -244,13 +244,22 @@ impl Training {
     /// Each data set's metrics at the current margins (over every host's rows).
     pub fn scores(&self) -> Result<Vec<(String, String, f64)>, String> {
         let mut out = Vec::new();
+        let identity = objective::eval_is_identity(self.booster.formula, self.booster.loss.name());
         for (set, margins) in std::iter::once(&self.train).chain(&self.evals).zip(&self.margins) {
-            let mut preds = margins.clone();
-            objective::eval_transform(self.booster.formula, self.booster.loss.as_ref(), &mut preds);
+            // The margins themselves when the metrics read margins: no copy of every row.
+            let transformed;
+            let preds: &[f32] = if identity {
+                margins
+            } else {
+                let mut p = margins.clone();
+                objective::eval_transform(self.booster.formula, self.booster.loss.as_ref(), &mut p);
+                transformed = p;
+                &transformed
+            };
             for (name, metric) in &self.booster.metrics {
                 let value = match &self.cluster {
-                    None => metric.eval(&preds, set),
-                    Some(c) => metric.eval_global(&preds, set, name, c.as_ref(), self.booster.groups)?,
+                    None => metric.eval(preds, set),
+                    Some(c) => metric.eval_global(preds, set, name, c.as_ref(), self.booster.groups)?,
                 };
                 out.push((set.name.clone(), name.clone(), value));
             }

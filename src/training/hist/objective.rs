@@ -99,6 +99,13 @@ pub fn eval_transform(formula: Formula, loss: &dyn Loss, preds: &mut [f32]) {
     }
 }
 
+/// Whether the metrics read the margins as they are (`EvalTransform` is the identity).
+pub fn eval_is_identity(formula: Formula, objective: &str) -> bool {
+    matches!(formula, Formula::Logistic { transform: false, .. })
+        || matches!(formula, Formula::Loss)
+            && matches!(objective, "reg:squarederror" | "reg:linear" | "reg:pseudohubererror" | "reg:squaredlogerror")
+}
+
 /// `common::Softmax`.
 fn softmax(point: &mut [f32]) {
     let wmax = point[1..].iter().fold(point[0], |m, &v| v.max(m));
