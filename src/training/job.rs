@@ -183,7 +183,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
         .map_err(|e| Error::Engine(format!("cannot start {threads} threads: {e}")))?;
     let cluster = match &role {
         Role::Distributed { hosts, validation_sharded } => {
-            let collective = join_cluster(ml, hosts, &hp)?;
+            let collective = join_cluster(ml, hosts)?;
             Some(Team { collective, stop: Arc::clone(&stop), validation_rows: *validation_sharded || hosts.rank() == 0 })
         }
         _ => None,
@@ -316,10 +316,13 @@ fn role(ml: &MlRoot, channels: &BTreeMap<String, ChannelConfig>) -> Result<Role,
 pub const DISTRIBUTED_ENV: &str = "SAGESTEP_DISTRIBUTED";
 
 /// Connect to the other hosts; they must run this build with this configuration.
-fn join_cluster(ml: &MlRoot, hosts: &Hosts, hp: &Hyperparameters) -> Result<Arc<dyn Collective>, Error> {
+fn join_cluster(ml: &MlRoot, hosts: &Hosts) -> Result<Arc<dyn Collective>, Error> {
     let settings = cluster::Settings::from_env().map_err(Error::Channel)?;
-    let mut config = serde_json::to_vec(&hp.xgboost_params()).expect("serializes");
-    config.extend(std::fs::read(ml.input_data_config()).unwrap_or_default());
+    // Every hyperparameter (num_round too) and the channel configuration, canonical.
+    let all: BTreeMap<String, String> = read_hyperparameters(&ml.hyperparameters())?;
+    let mut config = serde_json::to_vec(&all).expect("serializes");
+    let channels: BTreeMap<String, serde_json::Value> = read_json(&ml.input_data_config())?;
+    config.extend(serde_json::to_vec(&channels).expect("serializes"));
     let job = std::env::var("TRAINING_JOB_NAME").unwrap_or_default();
     let joined = cluster::join(hosts, &job, cluster::fingerprint(&config), &settings)?;
     Ok(Arc::from(joined))
