@@ -219,14 +219,19 @@ fn walk(bucket_dir: &Path, dir: &Path, out: &mut Vec<(String, std::fs::Metadata)
     for entry in entries {
         let entry = entry.map_err(|e| StoreError::io("listing", dir, e))?;
         let path = entry.path();
-        let meta = std::fs::metadata(&path).map_err(|e| StoreError::io("listing", &path, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".partial") {
+            continue;
+        }
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            // Deleted or renamed by a concurrent writer since the directory was read: not listed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io("listing", &path, e)),
+        };
         if meta.is_dir() {
             walk(bucket_dir, &path, out)?;
         } else if meta.is_file() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".partial") {
-                continue;
-            }
             let Ok(rel) = path.strip_prefix(bucket_dir) else { continue };
             out.push((rel.to_string_lossy().into_owned(), meta));
         }

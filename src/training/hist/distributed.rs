@@ -106,6 +106,7 @@ impl HistogramSource for QuantizedSums<'_> {
     fn histograms(&self, nodes: &[&[u32]]) -> Result<Vec<Vec<Stats>>, ClusterError> {
         let bins = self.cuts.total_bins();
         let mut flat: Vec<i64> = nodes.par_iter().map(|rows| self.local(rows)).flatten().collect();
+        tracing::trace!(nodes = nodes.len(), bytes = flat.len() * 8, "a level's histograms");
         self.cluster.allreduce_sum(&mut flat)?;
         Ok(flat.chunks(2 * bins).map(|h| h.chunks_exact(2).map(|c| self.to_stats(c[0], c[1])).collect()).collect())
     }

@@ -303,6 +303,13 @@ impl Engine for HistEngine {
             }
         }
         timing::report();
+        if let Some(cluster) = &self.training.cluster {
+            tracing::info!(
+                bytes_sent = cluster.bytes_sent(),
+                trees = self.training.trees.len(),
+                "exchanged with the other hosts"
+            );
+        }
         Ok(())
     }
 
