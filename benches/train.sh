@@ -45,8 +45,8 @@ ours() {
   local rows=$1 ml
   ml=$(mktemp -d)
   mkdir -p "$ml/input/config" "$ml/input/data/train" "$ml/input/data/validation"
-  ln -s "$work/train-$rows.csv" "$ml/input/data/train/train.csv"
-  ln -s "$work/validation-$rows.csv" "$ml/input/data/validation/validation.csv"
+  ln "$work/train-$rows.csv" "$ml/input/data/train/train.csv"
+  ln "$work/validation-$rows.csv" "$ml/input/data/validation/validation.csv"
   echo '{"num_round": "100", "max_depth": "6", "eta": "0.3", "tree_method": "hist", "nthread": "2",
          "objective": "reg:squarederror", "eval_metric": "rmse"}' > "$ml/input/config/hyperparameters.json"
   echo '{"train": {"ContentType": "text/csv"}, "validation": {"ContentType": "text/csv"}}' \

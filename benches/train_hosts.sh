@@ -29,13 +29,13 @@ tree() { # dir host world threads sharded
          \"objective\": \"reg:squarederror\", \"eval_metric\": \"rmse\"}" > "$d/input/config/hyperparameters.json"
   echo '{"train": {"ContentType": "text/csv", "S3DistributionType": "ShardedByS3Key"}, "validation": {"ContentType": "text/csv"}}' \
     > "$d/input/config/inputdataconfig.json"
-  ln -s "$work/validation-$rows.csv" "$d/input/data/validation/validation.csv"
+  ln "$work/validation-$rows.csv" "$d/input/data/validation/validation.csv"
 }
 
 run_one() { # label threads
   local d=$work/host-one
   tree "$d" 1 1 "$2"
-  ln -s "$work/train-$rows.csv" "$d/input/data/train/train.csv"
+  ln "$work/train-$rows.csv" "$d/input/data/train/train.csv"
   local start=$(date +%s.%N)
   SAGESTEP_ML_ROOT=$d "$bin" --checkpoint-every 1000 >/dev/null 2>"$work/one.log"
   printf '%-40s %8.2fs\n' "$1" "$(elapsed "$start")"
@@ -50,7 +50,7 @@ pids=()
 for i in 1 2; do
   d=$work/host-$i
   tree "$d" "$i" 2 1
-  ln -s "$shards/part-0$((i - 1))" "$d/input/data/train/part-$i.csv"
+  ln "$shards/part-0$((i - 1))" "$d/input/data/train/part-$i.csv"
   SAGESTEP_CLUSTER_HOSTS=$map SAGESTEP_ML_ROOT=$d SAGESTEP_LOG=info "$bin" --checkpoint-every 1000 \
     >/dev/null 2>"$work/host-$i.log" &
   pids+=($!)

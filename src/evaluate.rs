@@ -102,8 +102,9 @@ pub fn run(config: &Config) -> Result<Evaluation, Error> {
     let data = labelled::read(&config.test_data, config.content_type, false)?;
     let forest = ensemble.first();
     let expected = ensemble.num_feature();
-    // libsvm leaves trailing absent columns out; dense CSV must match exactly.
-    let sparse = data.content_type == ContentType::Libsvm;
+    // Sparse rows (libsvm, sparse RecordIO) leave trailing absent columns out; dense rows
+    // must match exactly.
+    let sparse = data.sparse.is_some();
     if data.cols > expected || (data.cols < expected && !sparse) {
         return Err(Error::Width { path: config.test_data.clone(), given: data.cols, expected });
     }

@@ -13,12 +13,10 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::labelled::{ContentType, data_files};
-use super::{DataError, Position, dmlc, files};
+use super::{DataError, Position, binary_blocks, dmlc, files};
 
 /// Bytes of text per parsed block.
 const CHUNK_BYTES: usize = 4 << 20;
-/// Rows per block of a Parquet file.
-const PARQUET_BLOCK_ROWS: usize = 1 << 16;
 /// The largest libsvm feature index: XGBoost's node keeps the feature in 31 bits beside the
 /// default direction, and reads a node whose both are all ones (feature 2^31 - 1, missing
 /// values left) as a deleted node, so a model splitting there would not load in XGBoost.
@@ -64,7 +62,7 @@ impl RowBlock {
         })
     }
 
-    fn at(&self, row: usize, column: Option<String>) -> Position {
+    pub(super) fn at(&self, row: usize, column: Option<String>) -> Position {
         Position { file: (*self.file).clone(), line: self.lines.get(row).copied().unwrap_or(0), column }
     }
 }
@@ -95,8 +93,8 @@ pub fn for_each_block<T: Send>(
         Ok(block)
     };
     for file in &files {
-        if layout.content_type == ContentType::Parquet {
-            for block in parquet_blocks(file)? {
+        if let Some(blocks) = binary_blocks::of(file, layout.content_type)? {
+            for block in blocks {
                 let block = check_and_work(block?, &mut summary)?;
                 consume(work(block)?)?;
             }
@@ -209,6 +207,10 @@ impl BlockSummary {
     fn note(&mut self, block: &RowBlock) -> Result<(), DataError> {
         if block.rows() == 0 {
             return Ok(());
+        }
+        if self.rows > 0 && block.sparse != self.sparse {
+            let (now, before) = if block.sparse { ("sparse", "dense") } else { ("dense", "sparse") };
+            return Err(DataError::Malformed { at: block.at(0, None), problem: format!("{now} rows; the rows before are {before}") });
         }
         if !block.sparse {
             if self.rows > 0 && block.width != self.width {
@@ -339,7 +341,7 @@ fn parse_text(chunk: &Chunk, layout: Layout) -> Result<RowBlock, DataError> {
     let sparse = match layout.content_type {
         ContentType::Libsvm => true,
         ContentType::Csv => false,
-        ContentType::Parquet => unreachable!("Parquet is read by row groups"),
+        ContentType::Parquet | ContentType::RecordIo => unreachable!("binary formats are read by binary_blocks"),
     };
     let mut block = RowBlock { file: Arc::clone(&chunk.file), sparse, ..Default::default() };
     if sparse {
@@ -571,81 +573,6 @@ fn libsvm_row(line: &[u8], block: &mut RowBlock, at: &dyn Fn(Option<String>) -> 
     }
     block.offsets.push(block.indices.len() as u32);
     Ok(())
-}
-
-/// A Parquet file's rows in blocks: label first, numbers of any width, null = missing.
-fn parquet_blocks(file: &Path) -> Result<impl Iterator<Item = Result<RowBlock, DataError>>, DataError> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let path = Arc::new(file.to_path_buf());
-    let malformed = {
-        let path = Arc::clone(&path);
-        move |row: u64, column: Option<String>, problem: String| DataError::Malformed {
-            at: Position { file: (*path).clone(), line: row, column },
-            problem,
-        }
-    };
-    let handle = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
-    let reader =
-        SerializedFileReader::new(handle).map_err(|e| malformed(0, None, format!("not a readable Parquet file: {e}")))?;
-    let columns = reader.metadata().file_metadata().schema_descr().num_columns();
-    if columns < 2 {
-        return Err(malformed(0, None, format!("{columns} columns; a label and at least one feature are needed")));
-    }
-    let rows = reader.into_iter();
-    let mut next_row = 0u64;
-    let mut rows = rows.peekable();
-    Ok(std::iter::from_fn(move || {
-        rows.peek()?;
-        let mut block = RowBlock { file: Arc::clone(&path), width: columns - 1, ..Default::default() };
-        for row in rows.by_ref().take(PARQUET_BLOCK_ROWS) {
-            next_row += 1;
-            let row = match row {
-                Ok(row) => row,
-                Err(e) => return Some(Err(malformed(next_row, None, format!("cannot be read: {e}")))),
-            };
-            block.lines.push(next_row);
-            for (c, (name, field)) in row.get_column_iter().enumerate() {
-                let value = match parquet_number(field) {
-                    Some(v) => v,
-                    None => return Some(Err(malformed(next_row, Some(name.clone()), format!("{field} is not a number")))),
-                };
-                if c == 0 {
-                    if !value.is_finite() {
-                        return Some(Err(malformed(
-                            next_row,
-                            Some(name.clone()),
-                            "the label (first column) must be a finite number".into(),
-                        )));
-                    }
-                    block.labels.push(value);
-                } else if value.is_infinite() {
-                    return Some(Err(malformed(next_row, Some(name.clone()), "infinite; XGBoost refuses infinite features".into())));
-                } else {
-                    block.values.push(value);
-                }
-            }
-        }
-        Some(Ok(block))
-    }))
-}
-
-fn parquet_number(field: &parquet::record::Field) -> Option<f32> {
-    use parquet::record::Field;
-    Some(match field {
-        Field::Null => f32::NAN,
-        Field::Bool(b) => f32::from(u8::from(*b)),
-        Field::Byte(v) => f32::from(*v),
-        Field::Short(v) => f32::from(*v),
-        Field::Int(v) => *v as f32,
-        Field::Long(v) => *v as f32,
-        Field::UByte(v) => f32::from(*v),
-        Field::UShort(v) => f32::from(*v),
-        Field::UInt(v) => *v as f32,
-        Field::ULong(v) => *v as f32,
-        Field::Float(v) => *v,
-        Field::Double(v) => *v as f32,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -14,9 +14,25 @@ use super::DataError;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const READ_BUFFER: usize = 1 << 20;
 
+/// What a directory walk does with a symbolic link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// Inputs: a link is read as what it points to, if that lies inside the walked directory
+    /// and does not contain the link (a loop); anything else is an error naming the link.
+    Within,
+    /// Outputs: SageMaker neither follows nor uploads links; they are left out (and logged).
+    Skip,
+}
+
 /// Every regular file at `path`: the file itself, or every file below the directory,
 /// recursively, sorted by relative path so that the order does not depend on the filesystem.
+/// Links are followed as inputs are (`Links::Within`).
 pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    list_files_with(path, Links::Within)
+}
+
+/// [`list_files`] with a choice of what links do.
+pub fn list_files_with(path: &Path, links: Links) -> Result<Vec<PathBuf>, DataError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => DataError::Missing { path: path.to_path_buf() },
         _ => DataError::io(path, e),
@@ -24,8 +40,10 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files = Vec::new();
-    collect_files(path, &mut files)?;
+    let root = std::fs::canonicalize(path).map_err(|e| DataError::io(path, e))?;
+    let mut walk = Walk { links, root: &root, shown: path, files: Vec::new(), open: vec![root.clone()] };
+    walk.directory(path)?;
+    let mut files = walk.files;
     if files.is_empty() {
         return Err(DataError::NoFiles { path: path.to_path_buf() });
     }
@@ -33,19 +51,65 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(files)
 }
 
-fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
-    for entry in entries {
-        let path = entry.map_err(|e| DataError::io(dir, e))?.path();
-        // metadata() follows links: a link to a file counts as that file.
-        let meta = std::fs::metadata(&path).map_err(|e| DataError::io(&path, e))?;
+struct Walk<'a> {
+    links: Links,
+    /// The walked directory, canonical: links must resolve below it.
+    root: &'a Path,
+    /// The walked directory as given, for messages.
+    shown: &'a Path,
+    files: Vec<PathBuf>,
+    /// Canonical directories on the way down to the current one: a link back to one is a loop.
+    open: Vec<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn directory(&mut self, dir: &Path) -> Result<(), DataError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| DataError::io(dir, e))?.path();
+            let own = std::fs::symlink_metadata(&path).map_err(|e| DataError::io(&path, e))?;
+            if own.is_symlink() {
+                self.link(&path)?;
+            } else if own.is_dir() {
+                self.descend(&path, path.clone())?;
+            } else if own.is_file() {
+                self.files.push(path);
+            }
+        }
+        Ok(())
+    }
+
+    fn descend(&mut self, shown: &Path, canonical: PathBuf) -> Result<(), DataError> {
+        self.open.push(canonical);
+        let walked = self.directory(shown);
+        self.open.pop();
+        walked
+    }
+
+    fn link(&mut self, path: &Path) -> Result<(), DataError> {
+        if self.links == Links::Skip {
+            tracing::warn!(link = %path.display(), "a symbolic link is left out, as SageMaker leaves links out");
+            return Ok(());
+        }
+        let relative = path.strip_prefix(self.shown).unwrap_or(path).display().to_string();
+        let refuse = |problem: String| DataError::Link { root: self.shown.to_path_buf(), link: relative.clone(), problem };
+        let target = std::fs::canonicalize(path).map_err(|e| refuse(format!("it points nowhere readable ({e})")))?;
+        if !target.starts_with(self.root) {
+            return Err(refuse(format!("it points outside the channel, to `{}`", target.display())));
+        }
+        if self.open.contains(&target) {
+            return Err(refuse("it points to a directory that contains it (a loop)".into()));
+        }
+        let meta = std::fs::metadata(&target).map_err(|e| DataError::io(&target, e))?;
         if meta.is_dir() {
-            collect_files(&path, files)?;
-        } else if meta.is_file() {
-            files.push(path);
+            self.descend(path, target)
+        } else {
+            if meta.is_file() {
+                self.files.push(path.to_path_buf());
+            }
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// The SHA-256 and size of a file's stored (possibly compressed) bytes.

@@ -19,6 +19,9 @@ pub enum ContentType {
     /// The label is the first column; every column numeric, null = missing.
     #[serde(rename = "application/x-parquet")]
     Parquet,
+    /// SageMaker's RecordIO-protobuf: a `values` feature tensor (dense or sparse) and a label.
+    #[serde(rename = "application/x-recordio-protobuf")]
+    RecordIo,
 }
 
 impl ContentType {
@@ -29,6 +32,7 @@ impl ContentType {
             "csv" | "text/csv" => Some(Self::Csv),
             "libsvm" | "text/libsvm" | "text/x-libsvm" => Some(Self::Libsvm),
             "parquet" | "application/x-parquet" => Some(Self::Parquet),
+            "recordio-protobuf" | "application/x-recordio-protobuf" => Some(Self::RecordIo),
             _ => None,
         }
     }
@@ -131,10 +135,10 @@ pub fn read_limited(
     csv_weights: bool,
     max_values: usize,
 ) -> Result<Labelled, DataError> {
-    let files = data_files(path)?;
-    if content_type == Some(ContentType::Parquet) {
-        return read_parquet(path, files);
+    if let Some(binary @ (ContentType::Parquet | ContentType::RecordIo)) = content_type {
+        return read_binary(path, binary, max_values);
     }
+    let files = data_files(path)?;
     let mut out = Labelled::default();
     let mut sparse: Vec<Vec<(usize, f32)>> = Vec::new();
     let mut kind = content_type;
@@ -170,7 +174,7 @@ pub fn read_limited(
                         return Err(DataError::TooLarge { rows: out.labels.len(), cols: out.cols });
                     }
                 }
-                ContentType::Parquet => unreachable!("Parquet is read whole, above"),
+                ContentType::Parquet | ContentType::RecordIo => unreachable!("binary formats are read above"),
                 ContentType::Libsvm => sparse.push(libsvm_row(text, &mut out, &at)?),
             }
         }
@@ -195,74 +199,34 @@ pub fn read_limited(
     Ok(out)
 }
 
-/// Parquet files, label first: numbers of any width, booleans as 0/1, null as missing.
-fn read_parquet(path: &Path, files: Vec<PathBuf>) -> Result<Labelled, DataError> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    use parquet::record::Field;
-
-    let mut out = Labelled { content_type: ContentType::Parquet, ..Default::default() };
-    for file in &files {
-        let malformed = |row: u64, column: Option<String>, problem: String| DataError::Malformed {
-            at: Position { file: file.clone(), line: row, column },
-            problem,
-        };
-        let handle = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
-        let reader = SerializedFileReader::new(handle)
-            .map_err(|e| malformed(0, None, format!("not a readable Parquet file: {e}")))?;
-        let columns = reader.metadata().file_metadata().schema_descr().num_columns();
-        if columns < 2 {
-            return Err(malformed(0, None, format!("{columns} columns; a label and at least one feature are needed")));
-        }
-        if out.labels.is_empty() {
-            out.cols = columns - 1;
-        } else if columns - 1 != out.cols {
-            return Err(malformed(
-                0,
-                None,
-                format!("{} feature columns; the files before have {}", columns - 1, out.cols),
-            ));
-        }
-        let rows = reader.get_row_iter(None).map_err(|e| malformed(0, None, e.to_string()))?;
-        for (r, row) in rows.enumerate() {
-            let row_no = r as u64 + 1;
-            let row = row.map_err(|e| malformed(row_no, None, format!("cannot be read: {e}")))?;
-            for (c, (name, field)) in row.get_column_iter().enumerate() {
-                let value = match field {
-                    Field::Null => f32::NAN,
-                    Field::Bool(b) => f32::from(u8::from(*b)),
-                    Field::Byte(v) => f32::from(*v),
-                    Field::Short(v) => f32::from(*v),
-                    Field::Int(v) => *v as f32,
-                    Field::Long(v) => *v as f32,
-                    Field::UByte(v) => f32::from(*v),
-                    Field::UShort(v) => f32::from(*v),
-                    Field::UInt(v) => *v as f32,
-                    Field::ULong(v) => *v as f32,
-                    Field::Float(v) => *v,
-                    Field::Double(v) => *v as f32,
-                    other => {
-                        return Err(malformed(row_no, Some(name.clone()), format!("{other} is not a number")));
-                    }
-                };
-                if c == 0 {
-                    if !value.is_finite() {
-                        return Err(malformed(
-                            row_no,
-                            Some(name.clone()),
-                            "the label (first column) must be a finite number".into(),
-                        ));
-                    }
-                    out.labels.push(value);
-                } else {
-                    out.features.push(value);
-                }
+/// Parquet and RecordIO-protobuf, through the block readers the trainer uses.
+fn read_binary(path: &Path, content_type: ContentType, max_values: usize) -> Result<Labelled, DataError> {
+    let mut out = Labelled { content_type, ..Default::default() };
+    let mut sparse = SparseRows { offsets: vec![0], entries: Vec::new() };
+    let layout = super::blocks::Layout { content_type, csv_weights: false };
+    let summary = super::blocks::for_each_block(path, layout, Ok, |block| {
+        out.labels.extend_from_slice(&block.labels);
+        if block.sparse {
+            for r in 0..block.rows() {
+                sparse.entries.extend(block.entries(r));
+                sparse.offsets.push(sparse.entries.len());
+            }
+        } else {
+            out.features.extend_from_slice(&block.values);
+            if out.features.len() > max_values {
+                return Err(DataError::TooLarge { rows: out.labels.len(), cols: block.width });
             }
         }
+        Ok(())
+    })?;
+    out.cols = summary.width.max(1);
+    if summary.sparse {
+        if out.labels.len().saturating_mul(out.cols) > max_values {
+            return Err(DataError::TooLarge { rows: out.labels.len(), cols: out.cols });
+        }
+        out.sparse = Some(sparse);
     }
-    if out.labels.is_empty() {
-        return Err(DataError::Empty { path: path.to_path_buf() });
-    }
-    out.files = files;
+    out.files = summary.files;
     Ok(out)
 }
 

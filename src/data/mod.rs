@@ -1,10 +1,12 @@
 //! Reading tabular inputs: files or directories of files, gzip, CSV with any common
 //! delimiter, and whitespace-separated layouts such as UCI's; each record with its line.
 
+pub mod binary_blocks;
 pub mod blocks;
 pub mod dmlc;
 pub mod files;
 pub mod labelled;
+pub mod recordio;
 pub mod records;
 
 use std::path::PathBuf;
@@ -37,6 +39,8 @@ pub enum DataError {
     Missing { path: PathBuf },
     #[error("the input `{}` holds no files", path.display())]
     NoFiles { path: PathBuf },
+    #[error("the input `{}` has a symbolic link `{link}` that cannot be read: {problem}", root.display())]
+    Link { root: PathBuf, link: String, problem: String },
     #[error("the input `{}` is empty: no data rows", path.display())]
     Empty { path: PathBuf },
     #[error("cannot read `{}`: {source}", path.display())]

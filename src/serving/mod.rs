@@ -6,7 +6,7 @@
 pub mod app;
 pub mod codec;
 pub mod error;
-pub mod recordio;
+pub use crate::data::recordio;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 pub mod object;
 pub mod s3;
 
+use crate::data::files::Links;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -164,7 +165,7 @@ impl Storage {
                     })
                     .collect())
             }
-            Location::Local(path) => list_local(&path),
+            Location::Local(path) => list_local(&path, Links::Within),
         }
     }
 
@@ -205,7 +206,8 @@ impl Storage {
     /// fails, the ones already made are deleted again.
     pub fn put_dir(&self, dir: &Path, uri: &str) -> Result<Vec<Location>, StoreError> {
         // A directory that is not there holds nothing to store.
-        let files = list_local(dir)?;
+        // SageMaker uploads outputs without following links.
+        let files = list_local(dir, Links::Skip)?;
         let base = uri.trim_end_matches('/');
         let mut stored = Vec::with_capacity(files.len());
         for file in files {
@@ -318,7 +320,7 @@ pub fn relative_to_prefix(prefix: &str, key: &str) -> String {
     key[segment_start..].to_string()
 }
 
-fn list_local(path: &Path) -> Result<Vec<Found>, StoreError> {
+fn list_local(path: &Path, links: Links) -> Result<Vec<Found>, StoreError> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -332,7 +334,7 @@ fn list_local(path: &Path) -> Result<Vec<Found>, StoreError> {
         let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         return Ok(vec![found(path.to_path_buf(), name)?]);
     }
-    let files = crate::data::files::list_files(path).or_else(|e| match e {
+    let files = crate::data::files::list_files_with(path, links).or_else(|e| match e {
         crate::data::DataError::NoFiles { .. } => Ok(Vec::new()),
         other => {
             Err(StoreError::Other { bucket: String::new(), key: path.display().to_string(), detail: other.to_string() })
@@ -416,6 +418,12 @@ mod tests {
         std::fs::create_dir_all(src.join("sub")).unwrap();
         std::fs::write(src.join("a.csv"), "1").unwrap();
         std::fs::write(src.join("sub/b.csv"), "2").unwrap();
+        // Links in outputs are neither followed nor uploaded, as SageMaker does: a loop, a
+        // link to a file inside, and one to a file outside the output directory.
+        std::os::unix::fs::symlink("..", src.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink("a.csv", src.join("inside.csv")).unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), src.join("outside")).unwrap();
         let stored = storage.put_dir(&src, "s3://bkt/run/out/").unwrap();
         assert_eq!(stored.len(), 2);
         let dest = dir.path().join("dest");

@@ -17,7 +17,17 @@ pub enum HyperparameterError {
     Invalid { name: String, rule: String, given: String },
     #[error("`{name}`: {rule}")]
     Dependency { name: String, rule: String },
+    #[error(
+        "script mode is not supported: `{0}` asks to run a user's training script (the built-in XGBoost's \
+         framework mode), which this static image cannot run. Train with the built-in algorithm's \
+         hyperparameters and no `sagemaker_program`/`sagemaker_submit_directory`, or use AWS's XGBoost \
+         framework image (sagemaker-xgboost) for a custom script"
+    )]
+    ScriptMode(String),
 }
+
+/// SageMaker's framework-mode keys: with either, the built-in runs the user's script.
+pub const SCRIPT_MODE_KEYS: [&str; 2] = ["sagemaker_program", "sagemaker_submit_directory"];
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -318,6 +328,9 @@ impl Hyperparameters {
     pub fn parse(raw: &BTreeMap<String, String>) -> Result<Self, HyperparameterError> {
         // 1. Aliases, and SageMaker's own keys, which are not the algorithm's.
         let mut given: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(key) = SCRIPT_MODE_KEYS.iter().find(|k| raw.contains_key(**k)) {
+            return Err(HyperparameterError::ScriptMode(key.to_string()));
+        }
         for (key, value) in raw {
             if key.starts_with("sagemaker_") {
                 continue;

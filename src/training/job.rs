@@ -149,7 +149,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
         None => ContentType::Libsvm,
         Some(text) => ContentType::parse(text).ok_or_else(|| {
             Error::Channel(format!(
-                "channel `train`: ContentType `{text}` is not supported; use text/csv, text/libsvm or application/x-parquet"
+                "channel `train`: ContentType `{text}` is not supported; use text/csv, text/libsvm, application/x-parquet or application/x-recordio-protobuf"
             ))
         })?,
     };

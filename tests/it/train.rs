@@ -205,14 +205,60 @@ fn several_hosts_need_replicated_data_and_the_first_trains() {
     assert_success(&run(&ml));
     assert!(ml.path("model/xgboost-model").exists());
 
-    let sharded = job(rows, None, hp);
+    // Sharded training is data-parallel (tests/it/distributed.rs); a sharded validation
+    // channel beside a replicated train channel has no meaning and is refused.
+    let sharded = job(rows, Some(rows), hp);
     sharded.write(
         "input/config/inputdataconfig.json",
-        r#"{"train": {"ContentType": "text/csv", "S3DistributionType": "ShardedByS3Key"}}"#,
+        r#"{"train": {"ContentType": "text/csv", "S3DistributionType": "FullyReplicated"},
+            "validation": {"ContentType": "text/csv", "S3DistributionType": "ShardedByS3Key"}}"#,
     );
     sharded.write("input/config/resourceconfig.json", r#"{"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}"#);
     assert_eq!(run(&sharded).status.code(), Some(1));
-    assert!(sharded.read("output/failure").contains("distributed training is not supported"));
+    assert!(sharded.read("output/failure").contains("shard both"), "{}", sharded.read("output/failure"));
+}
+
+/// Script mode (the built-in's framework mode) would run the user's Python script: refused by
+/// name, never trained as the built-in algorithm instead.
+#[test]
+fn script_mode_is_refused_by_name() {
+    let rows = "1,2,3\n2,3,4\n3,4,5\n";
+    for key in ["sagemaker_program", "sagemaker_submit_directory"] {
+        let ml = job(rows, None, &format!(r#"{{"num_round": "2", "{key}": "\"train.py\""}}"#));
+        assert_eq!(run(&ml).status.code(), Some(1), "{key}");
+        let failure = ml.read("output/failure");
+        assert!(failure.starts_with("script mode is not supported") && failure.contains(key), "{failure}");
+        assert!(failure.contains("framework image"), "says what to use instead: {failure}");
+        assert!(!ml.path("model/xgboost-model").exists());
+    }
+}
+
+/// Channel links: followed inside the channel; a loop, a link leaving the channel or a
+/// dangling one fails naming the link (SageMaker's channels hold no links; a local run might).
+#[test]
+fn links_in_a_channel_are_read_inside_it_and_refused_outside() {
+    let rows = "1,2,3\n2,3,4\n3,4,5\n";
+    let hp = r#"{"num_round": "2"}"#;
+    let inside = job(rows, None, hp);
+    std::os::unix::fs::symlink("train.csv", inside.path("input/data/train/again.csv")).unwrap();
+    assert_success(&run(&inside));
+    assert!(inside.path("model/xgboost-model").exists());
+
+    let cases: [(&str, &str, &str); 4] = [
+        ("loop", ".", "a loop"),
+        ("parent", "..", "points outside the channel"),
+        ("outside", "../../config/hyperparameters.json", "points outside the channel"),
+        ("dangling", "nowhere.csv", "points nowhere readable"),
+    ];
+    for (name, target, expected) in cases {
+        let ml = job(rows, None, hp);
+        std::os::unix::fs::symlink(target, ml.path("input/data/train/link")).unwrap();
+        let out = run(&ml);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        let failure = ml.read("output/failure");
+        assert!(failure.contains("symbolic link `link`") && failure.contains(expected), "{name}: {failure}");
+        assert!(failure.len() < 400, "{name}: a short message, not a path grown by the loop: {failure}");
+    }
 }
 
 #[test]
@@ -441,4 +487,70 @@ pub fn logged_number(log: &str, field: &str) -> u64 {
     }
     let after = plain.split(&format!("{field}=")).nth(1).unwrap_or_else(|| panic!("no {field} in {plain}"));
     after.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+/// RecordIO-protobuf channels (dense and sparse) give the model bytes of the same rows as CSV
+/// and libsvm; a cut record fails naming it.
+#[test]
+fn recordio_channels_train_as_csv_and_libsvm_do() {
+    use sagestep::data::recordio::{feature_record, label_record, write_frame};
+    // Values in eighths: the text parsers read them exactly, as RecordIO carries them.
+    let mut state = 7u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) % 64) as f32 / 8.0
+    };
+    let rows: Vec<(f32, Vec<f32>)> = (0..400)
+        .map(|_| {
+            let x: Vec<f32> = (0..4).map(|_| next()).collect();
+            // A quarter of the values missing, for the sparse channels.
+            let x = x.into_iter().enumerate().map(|(i, v)| if (v * 8.0) as u32 % 4 == i as u32 { f32::NAN } else { v }).collect::<Vec<_>>();
+            (x.iter().filter(|v| !v.is_nan()).sum::<f32>() + next() / 4.0, x)
+        })
+        .collect();
+    let text = |v: f32| if v.is_nan() { String::new() } else { v.to_string() };
+    let csv: String = rows.iter().map(|(y, x)| format!("{y},{}\n", x.iter().map(|&v| text(v)).collect::<Vec<_>>().join(","))).collect();
+    let libsvm: String = rows
+        .iter()
+        .map(|(y, x)| {
+            let entries: Vec<String> = x.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(|(i, v)| format!("{i}:{v}")).collect();
+            format!("{y} {}\n", entries.join(" "))
+        })
+        .collect();
+    let (mut dense, mut sparse) = (Vec::new(), Vec::new());
+    for (y, x) in &rows {
+        let label = label_record(&[("values", vec![*y])]);
+        let mut record = feature_record(x, &[], &[]);
+        record.extend_from_slice(&label);
+        write_frame(&record, &mut dense);
+        let (keys, values): (Vec<u64>, Vec<f32>) =
+            x.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(|(i, &v)| (i as u64, v)).unzip();
+        let mut record = feature_record(&values, &keys, &[4]);
+        record.extend_from_slice(&label);
+        write_frame(&record, &mut sparse);
+    }
+    let hp = r#"{"num_round": "8", "max_depth": "3", "tree_method": "hist", "objective": "reg:squarederror"}"#;
+    let trained = |file: &str, content: &[u8], content_type: &str| -> MlTree {
+        let ml = MlTree::new();
+        ml.write(&format!("input/data/train/{file}"), content);
+        ml.write("input/config/inputdataconfig.json", format!(r#"{{"train": {{"ContentType": "{content_type}"}}}}"#));
+        ml.write("input/config/hyperparameters.json", hp);
+        assert_success(&run(&ml));
+        ml
+    };
+    let model = |ml: &MlTree| std::fs::read(ml.path("model/xgboost-model")).unwrap();
+    let from_csv = model(&trained("a.csv", csv.as_bytes(), "text/csv"));
+    let from_libsvm = model(&trained("a.libsvm", libsvm.as_bytes(), "text/libsvm"));
+    let recordio = "application/x-recordio-protobuf";
+    assert!(model(&trained("a.rec", &dense, recordio)) == from_csv, "dense RecordIO trains CSV's model");
+    assert!(model(&trained("a.rec", &sparse, recordio)) == from_libsvm, "sparse RecordIO trains libsvm's model");
+
+    let cut = MlTree::new();
+    cut.write("input/data/train/a.rec", &dense[..dense.len() - 5]);
+    cut.write("input/config/inputdataconfig.json", format!(r#"{{"train": {{"ContentType": "{recordio}"}}}}"#));
+    cut.write("input/config/hyperparameters.json", hp);
+    assert_eq!(run(&cut).status.code(), Some(1));
+    let failure = cut.read("output/failure");
+    assert!(failure.contains("a.rec") && failure.contains("record 400") && failure.contains("cut short"), "{failure}");
+    assert!(!cut.path("model/xgboost-model").exists());
 }

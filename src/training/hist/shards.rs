@@ -16,6 +16,7 @@ use super::load::{self, FeatureMap, Loaded, Targets};
 use super::sketch::Sketch;
 use crate::cluster::{ClusterError, Collective};
 use crate::data::DataError;
+use crate::data::labelled::ContentType;
 use crate::data::blocks::{self, BlockSummary, Layout, RowBlock};
 
 /// Rows the cuts are sketched from at most (in expectation).
@@ -139,7 +140,10 @@ pub fn training(
         load::add_counts(&mut dense_counts, &mut sparse_counts, load::count_block(&block));
         Ok(())
     })?;
-    let sparse = layout.content_type == crate::data::labelled::ContentType::Libsvm;
+    // RecordIO is sparse when its records are: on any host.
+    let mut sparse = [f64::from(u8::from(summary.sparse || layout.content_type == ContentType::Libsvm))];
+    cluster.allreduce_max(&mut sparse)?;
+    let sparse = sparse[0] > 0.0;
     let features = agree_features(cluster, sparse, &summary, &sparse_counts)?;
     let mut total = [summary.rows as i64];
     cluster.allreduce_sum(&mut total)?;

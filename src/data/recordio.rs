@@ -151,10 +151,20 @@ fn tensor(payload: &[u8], element: u64) -> Result<Tensor, String> {
 
 /// The feature tensor of one `Record` (the `values` entry, or the only one).
 pub fn record_features(payload: &[u8]) -> Result<Tensor, String> {
+    map_tensor(payload, 1)?.ok_or_else(|| "the record has no feature tensor".to_string())
+}
+
+/// The label tensor of one `Record` (the `label` map's `values` entry, or the only one), if any.
+pub fn record_label(payload: &[u8]) -> Result<Option<Tensor>, String> {
+    map_tensor(payload, 2)
+}
+
+/// The tensor of a `Record` map (field 1 features, 2 label): its `values` entry, or the only one.
+fn map_tensor(payload: &[u8], map_field: u64) -> Result<Option<Tensor>, String> {
     let mut w = Wire { b: payload, i: 0 };
     let mut found = None;
     while let Some((field, kind, entry, _)) = w.field()? {
-        if field != 1 || kind != 2 {
+        if field != map_field || kind != 2 {
             continue;
         }
         let mut e = Wire { b: entry, i: 0 };
@@ -179,7 +189,79 @@ pub fn record_features(payload: &[u8]) -> Result<Tensor, String> {
             found = Some(value);
         }
     }
-    found.ok_or_else(|| "the record has no feature tensor".to_string())
+    Ok(found)
+}
+
+/// Records read one at a time from a stream (a file or a Pipe mode FIFO), so a channel is never
+/// whole in memory. A record (continuations joined) larger than `max_record` bytes is an error
+/// before it is read: the length fields are untrusted.
+pub struct FrameReader<R> {
+    reader: R,
+    max_record: usize,
+    /// Offset of the next header, for messages.
+    offset: u64,
+}
+
+impl<R: std::io::Read> FrameReader<R> {
+    pub fn new(reader: R, max_record: usize) -> Self {
+        Self { reader, max_record, offset: 0 }
+    }
+
+    /// The next record's payload into `out` (cleared first); `Ok(false)` at the end.
+    pub fn next_into(&mut self, out: &mut Vec<u8>) -> Result<bool, String> {
+        out.clear();
+        loop {
+            let at = self.offset;
+            let mut header = [0u8; 8];
+            match read_full(&mut self.reader, &mut header).map_err(|e| format!("reading byte {at}: {e}"))? {
+                0 if out.is_empty() => return Ok(false),
+                0 => return Err(format!("the stream ends inside a continued record at byte {at}")),
+                8 => {}
+                _ => return Err(format!("record header cut short at byte {at}")),
+            }
+            let magic = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+            if magic != MAGIC {
+                return Err(format!("bad RecordIO magic 0x{magic:08x} at byte {at}"));
+            }
+            let word = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+            let (flag, len) = (word >> 29, (word & ((1 << 29) - 1)) as usize);
+            if out.len() + len > self.max_record {
+                return Err(format!(
+                    "the record at byte {at} is longer than {} bytes, the most a record may hold",
+                    self.max_record
+                ));
+            }
+            let padded = len.div_ceil(4) * 4;
+            let start = out.len();
+            out.resize(start + padded, 0);
+            if read_full(&mut self.reader, &mut out[start..]).map_err(|e| format!("reading byte {at}: {e}"))? != padded {
+                return Err(format!("record at byte {at} is cut short"));
+            }
+            out.truncate(start + len);
+            self.offset += 8 + padded as u64;
+            match (flag, start == 0) {
+                (0, true) | (3, false) => return Ok(true),
+                (1, true) | (2, false) => continue,
+                (1 | 0, false) => return Err(format!("a record starts at byte {at} inside a continued one")),
+                (2 | 3, true) => return Err(format!("a continuation without a start at byte {at}")),
+                _ => return Err(format!("bad RecordIO flag {flag} at byte {at}")),
+            }
+        }
+    }
+}
+
+/// Read until `buf` is full or the stream ends; the bytes read.
+fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn put_varint(mut v: u64, out: &mut Vec<u8>) {
@@ -254,5 +336,25 @@ mod tests {
         assert_eq!((sparse.values, sparse.keys, sparse.shape), (vec![7.0], vec![2], vec![4]));
         assert!(frames(&stream[..stream.len() - 3]).is_err());
         assert!(frames(b"garbage!").is_err());
+
+        let mut reader = FrameReader::new(&stream[..], 1 << 10);
+        let mut payload = Vec::new();
+        for record in &records {
+            assert!(reader.next_into(&mut payload).unwrap());
+            assert_eq!(&payload, record);
+        }
+        assert!(!reader.next_into(&mut payload).unwrap());
+        let err = FrameReader::new(&stream[..], 8).next_into(&mut payload).unwrap_err();
+        assert!(err.contains("longer than 8 bytes"), "{err}");
+        assert!(FrameReader::new(&stream[..stream.len() - 3], 1 << 10).next_into(&mut payload).is_ok());
+    }
+
+    #[test]
+    fn labels_come_from_the_label_map() {
+        let mut record = feature_record(&[1.0, 2.0], &[], &[]);
+        assert_eq!(record_label(&record).unwrap(), None);
+        record.extend(label_record(&[("values", vec![4.5])]));
+        assert_eq!(record_label(&record).unwrap().unwrap().values, [4.5]);
+        assert_eq!(record_features(&record).unwrap().values, [1.0, 2.0]);
     }
 }
