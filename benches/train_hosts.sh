@@ -21,7 +21,7 @@ fi
 elapsed() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { print e - s }'; }
 
 tree() { # dir host world threads sharded
-  local d=$1 host=$2 world=$3 threads=$4 hosts=""
+  local d=$1 host=$2 world=$3 threads=$4 hosts="" i
   rm -rf "$d"; mkdir -p "$d/input/config" "$d/input/data/train" "$d/input/data/validation"
   for i in $(seq "$world"); do hosts="$hosts\"algo-$i\","; done
   echo "{\"current_host\": \"algo-$host\", \"hosts\": [${hosts%,}]}" > "$d/input/config/resourceconfig.json"

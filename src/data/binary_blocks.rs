@@ -156,8 +156,8 @@ fn parquet_blocks(file: &Path) -> Result<impl Iterator<Item = Result<RowBlock, D
         }
     };
     let handle = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
-    let reader =
-        SerializedFileReader::new(handle).map_err(|e| malformed(0, None, format!("not a readable Parquet file: {e}")))?;
+    let reader = SerializedFileReader::new(handle)
+        .map_err(|e| malformed(0, None, format!("not a readable Parquet file: {e}")))?;
     let columns = reader.metadata().file_metadata().schema_descr().num_columns();
     if columns < 2 {
         return Err(malformed(0, None, format!("{columns} columns; a label and at least one feature are needed")));
@@ -178,7 +178,9 @@ fn parquet_blocks(file: &Path) -> Result<impl Iterator<Item = Result<RowBlock, D
             for (c, (name, field)) in row.get_column_iter().enumerate() {
                 let value = match parquet_number(field) {
                     Some(v) => v,
-                    None => return Some(Err(malformed(next_row, Some(name.clone()), format!("{field} is not a number")))),
+                    None => {
+                        return Some(Err(malformed(next_row, Some(name.clone()), format!("{field} is not a number"))));
+                    }
                 };
                 if c == 0 {
                     if !value.is_finite() {
@@ -190,7 +192,11 @@ fn parquet_blocks(file: &Path) -> Result<impl Iterator<Item = Result<RowBlock, D
                     }
                     block.labels.push(value);
                 } else if value.is_infinite() {
-                    return Some(Err(malformed(next_row, Some(name.clone()), "infinite; XGBoost refuses infinite features".into())));
+                    return Some(Err(malformed(
+                        next_row,
+                        Some(name.clone()),
+                        "infinite; XGBoost refuses infinite features".into(),
+                    )));
                 } else {
                     block.values.push(value);
                 }
@@ -218,4 +224,3 @@ fn parquet_number(field: &parquet::record::Field) -> Option<f32> {
         _ => return None,
     })
 }
-

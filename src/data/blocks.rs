@@ -117,7 +117,9 @@ pub fn for_each_block<T: Send>(
             }
             let previous = std::mem::take(&mut ready);
             let (parsed, consumed) = rayon::join(
-                || -> Vec<Result<RowBlock, DataError>> { pending.into_par_iter().map(|c| parse_chunk(c, layout, &pool)).collect() },
+                || -> Vec<Result<RowBlock, DataError>> {
+                    pending.into_par_iter().map(|c| parse_chunk(c, layout, &pool)).collect()
+                },
                 || -> Result<(), DataError> {
                     for item in previous {
                         consume(item)?;
@@ -210,7 +212,10 @@ impl BlockSummary {
         }
         if self.rows > 0 && block.sparse != self.sparse {
             let (now, before) = if block.sparse { ("sparse", "dense") } else { ("dense", "sparse") };
-            return Err(DataError::Malformed { at: block.at(0, None), problem: format!("{now} rows; the rows before are {before}") });
+            return Err(DataError::Malformed {
+                at: block.at(0, None),
+                problem: format!("{now} rows; the rows before are {before}"),
+            });
         }
         if !block.sparse {
             if self.rows > 0 && block.width != self.width {
@@ -402,7 +407,10 @@ fn feature_value(text: &[u8], column: usize, at: &dyn Fn(Option<String>) -> Posi
         Some(v) if v.is_finite() || v.is_nan() => Ok(v),
         Some(_) => Err(DataError::Malformed {
             at: at(Some(column.to_string())),
-            problem: format!("`{}` is infinite; XGBoost refuses infinite features", String::from_utf8_lossy(text.trim_ascii())),
+            problem: format!(
+                "`{}` is infinite; XGBoost refuses infinite features",
+                String::from_utf8_lossy(text.trim_ascii())
+            ),
         }),
         None => Err(DataError::Malformed {
             at: at(Some(column.to_string())),
@@ -608,7 +616,10 @@ mod tests {
         let b = &blocks("1 1073741823:1\n0 2147483646:2\n", ContentType::Libsvm).unwrap()[0];
         assert_eq!(b.indices, [1073741823, 2147483646]);
         let err = blocks("1 2147483647:1\n", ContentType::Libsvm).unwrap_err().to_string();
-        assert!(err.contains("line 1: `2147483647:1`: the feature index must be an integer in [0, 2147483646]"), "{err}");
+        assert!(
+            err.contains("line 1: `2147483647:1`: the feature index must be an integer in [0, 2147483646]"),
+            "{err}"
+        );
     }
 
     #[test]

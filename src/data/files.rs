@@ -92,7 +92,8 @@ impl Walk<'_> {
             return Ok(());
         }
         let relative = path.strip_prefix(self.shown).unwrap_or(path).display().to_string();
-        let refuse = |problem: String| DataError::Link { root: self.shown.to_path_buf(), link: relative.clone(), problem };
+        let refuse =
+            |problem: String| DataError::Link { root: self.shown.to_path_buf(), link: relative.clone(), problem };
         let target = std::fs::canonicalize(path).map_err(|e| refuse(format!("it points nowhere readable ({e})")))?;
         if !target.starts_with(self.root) {
             return Err(refuse(format!("it points outside the channel, to `{}`", target.display())));

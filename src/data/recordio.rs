@@ -234,7 +234,8 @@ impl<R: std::io::Read> FrameReader<R> {
             let padded = len.div_ceil(4) * 4;
             let start = out.len();
             out.resize(start + padded, 0);
-            if read_full(&mut self.reader, &mut out[start..]).map_err(|e| format!("reading byte {at}: {e}"))? != padded {
+            if read_full(&mut self.reader, &mut out[start..]).map_err(|e| format!("reading byte {at}: {e}"))? != padded
+            {
                 return Err(format!("record at byte {at} is cut short"));
             }
             out.truncate(start + len);

@@ -76,7 +76,6 @@ pub struct ChannelConfig {
     pub s3_distribution_type: Option<String>,
 }
 
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CheckpointConfig {
@@ -156,7 +155,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
     let has_validation = present.iter().any(|c| c == "validation");
 
     let mut xgb = hp.xgboost_params();
-    let threads = xgb.get("nthread").and_then(serde_json::Value::as_u64).map_or_else(crate::parallel::cores, |n| n as usize);
+    let threads =
+        xgb.get("nthread").and_then(serde_json::Value::as_u64).map_or_else(crate::parallel::cores, |n| n as usize);
     xgb.insert("nthread".into(), serde_json::Value::from(threads));
     // gamma under exact: XGBoost grows without gamma and prunes after each round.
     let prune = match hp.exact_prune() {
@@ -184,14 +184,19 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
     let cluster = match &role {
         Role::Distributed { hosts, validation_sharded } => {
             let collective = join_cluster(ml, hosts)?;
-            Some(Team { collective, stop: Arc::clone(&stop), validation_rows: *validation_sharded || hosts.rank() == 0 })
+            Some(Team {
+                collective,
+                stop: Arc::clone(&stop),
+                validation_rows: *validation_sharded || hosts.rank() == 0,
+            })
         }
         _ => None,
     };
     let first_host = cluster.as_ref().is_none_or(|t| t.collective.rank() == 0);
-    let mut engine: Box<dyn Engine + Send> = pool.install(|| {
-        make_engine(ml, &hp, params, prune, content_type, has_validation, &checkpoint_dir, cluster)
-    })?;
+    let paths = super::pipe::resolve(ml, &channels, has_validation)?;
+    let mut engine: Box<dyn Engine + Send> =
+        pool.install(|| make_engine(&paths, &hp, params, prune, content_type, &checkpoint_dir, cluster))?;
+    drop(paths);
 
     let early = hp.early_stopping_rounds.filter(|_| has_validation && !hp.eval_metrics.is_empty());
     if hp.early_stopping_rounds.is_some() && early.is_none() {
@@ -231,7 +236,11 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
         write_metrics(&ml.output_data_dir(), scores.map_or(&[][..], Vec::as_slice), ran.best.map(|b| b.0))?;
     }
     tracing::info!(peak_memory_mb = peak_memory_mb(), rounds_trained, saved_rounds = forest.rounds(), "model saved");
-    Ok(Outcome::Trained { rounds: rounds_trained, best_iteration: ran.best.map(|b| b.0), stopped_by_signal: ran.stopped_by_signal })
+    Ok(Outcome::Trained {
+        rounds: rounds_trained,
+        best_iteration: ran.best.map(|b| b.0),
+        stopped_by_signal: ran.stopped_by_signal,
+    })
 }
 
 /// `train` is required; `validation` optional; `code` tolerated as the built-in does.
@@ -259,10 +268,10 @@ fn check_channels(ml: &MlRoot, channels: &BTreeMap<String, ChannelConfig>) -> Re
     }
     for (name, channel) in channels {
         if let Some(mode) = &channel.training_input_mode
-            && !matches!(mode.as_str(), "File" | "FastFile")
+            && !matches!(mode.as_str(), "File" | "FastFile" | "Pipe")
         {
             return Err(Error::Channel(format!(
-                "channel `{name}`: TrainingInputMode `{mode}` is not supported; use File or FastFile"
+                "channel `{name}`: TrainingInputMode `{mode}` is not supported; use File, FastFile or Pipe"
             )));
         }
     }
@@ -332,16 +341,16 @@ fn join_cluster(ml: &MlRoot, hosts: &Hosts) -> Result<Arc<dyn Collective>, Error
 /// checkpoint in its own format (several hosts: the first host's, sent to all).
 #[allow(clippy::too_many_arguments)]
 fn make_engine(
-    ml: &MlRoot,
+    paths: &super::pipe::ChannelPaths,
     hp: &Hyperparameters,
     params: TrainingParams,
     prune: Option<super::hyperparameters::PrunePlan>,
     content_type: ContentType,
-    has_validation: bool,
     checkpoint_dir: &Path,
     team: Option<Team>,
 ) -> Result<Box<dyn Engine + Send>, Error> {
-    let validation = has_validation.then(|| ml.channel_dir("validation"));
+    let validation = paths.validation.clone();
+    let has_validation = validation.is_some();
     if let Some(team) = team {
         if let Some(reason) = hist::unsupported(&params, hp.objective()) {
             return Err(Error::Unsupported(format!(
@@ -356,8 +365,10 @@ fn make_engine(
             )));
         }
         let mine = if team.collective.rank() == 0 {
-            checkpoint::newest(checkpoint_dir, |bytes| crate::model::load(bytes).map(|_| bytes.to_vec()).map_err(|e| e.to_string()))
-                .unwrap_or_default()
+            checkpoint::newest(checkpoint_dir, |bytes| {
+                crate::model::load(bytes).map(|_| bytes.to_vec()).map_err(|e| e.to_string())
+            })
+            .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -365,13 +376,17 @@ fn make_engine(
         let resume = if shared.is_empty() {
             None
         } else {
-            Some(crate::model::load(&shared).map_err(|e| Error::Engine(format!("the first host's checkpoint: {e}")))?.forest)
+            Some(
+                crate::model::load(&shared)
+                    .map_err(|e| Error::Engine(format!("the first host's checkpoint: {e}")))?
+                    .forest,
+            )
         };
         if let Some(f) = &resume {
             tracing::info!(rounds = f.rounds(), "every host resumes from the first host's checkpoint");
         }
         let inputs = hist::Inputs {
-            train: ml.channel_dir("train"),
+            train: paths.train.clone(),
             validation: validation.filter(|_| team.validation_rows),
             layout: Layout { content_type, csv_weights: hp.csv_weights },
             objective_params: objective_params(hp),
@@ -383,7 +398,7 @@ fn make_engine(
     match hist::unsupported(&params, hp.objective()) {
         None => {
             let inputs = hist::Inputs {
-                train: ml.channel_dir("train"),
+                train: paths.train.clone(),
                 validation,
                 layout: Layout { content_type, csv_weights: hp.csv_weights },
                 objective_params: objective_params(hp),
@@ -400,7 +415,7 @@ fn make_engine(
         }
         Some(reason) => {
             tracing::info!("training with hessboost's engine ({reason})");
-            let train = read_dense(&ml.channel_dir("train"), content_type, hp.csv_weights)?;
+            let train = read_dense(&paths.train, content_type, hp.csv_weights)?;
             let valid = validation.map(|v| read_dense(&v, content_type, hp.csv_weights)).transpose()?;
             let cols = train.cols.max(valid.as_ref().map_or(0, |v| v.cols));
             if content_type == ContentType::Csv && valid.as_ref().is_some_and(|v| v.cols != train.cols) {
@@ -410,7 +425,12 @@ fn make_engine(
                     train.cols
                 )));
             }
-            tracing::info!(rows = train.rows(), features = cols, validation_rows = valid.as_ref().map(Labelled::rows), "data loaded");
+            tracing::info!(
+                rows = train.rows(),
+                features = cols,
+                validation_rows = valid.as_ref().map(Labelled::rows),
+                "data loaded"
+            );
             let resume = checkpoint::newest(checkpoint_dir, HessboostEngine::load_checkpoint);
             if let Some(m) = &resume {
                 tracing::info!(rounds = m.num_boost_rounds(), "resuming from a checkpoint");
@@ -472,7 +492,11 @@ fn keep_rounds(forest: &mut Forest, rounds: usize) {
 pub fn peak_memory_mb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
         .flatten()
         .map_or(0, |kb| kb / 1024)
 }

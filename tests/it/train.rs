@@ -413,7 +413,10 @@ fn early_stopping_saves_the_best_model() {
         let best_line = log.lines().nth(best).unwrap();
         let logged: f64 = best_line.rsplit("validation-rmse:").next().unwrap().parse().unwrap();
         let recorded = metrics["validation:rmse"].as_f64().unwrap();
-        assert!((recorded - logged).abs() < 1e-5, "{tree_method}: metrics.json has the best round: {recorded} vs {best_line}");
+        assert!(
+            (recorded - logged).abs() < 1e-5,
+            "{tree_method}: metrics.json has the best round: {recorded} vs {best_line}"
+        );
         let score = forest.attributes.iter().find(|(k, _)| k == "best_score").unwrap().1.parse::<f64>().unwrap();
         assert!((score - recorded).abs() < 1e-12, "{tree_method}: best_score {score}");
     }
@@ -504,16 +507,24 @@ fn recordio_channels_train_as_csv_and_libsvm_do() {
         .map(|_| {
             let x: Vec<f32> = (0..4).map(|_| next()).collect();
             // A quarter of the values missing, for the sparse channels.
-            let x = x.into_iter().enumerate().map(|(i, v)| if (v * 8.0) as u32 % 4 == i as u32 { f32::NAN } else { v }).collect::<Vec<_>>();
+            let x = x
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| if (v * 8.0) as u32 % 4 == i as u32 { f32::NAN } else { v })
+                .collect::<Vec<_>>();
             (x.iter().filter(|v| !v.is_nan()).sum::<f32>() + next() / 4.0, x)
         })
         .collect();
     let text = |v: f32| if v.is_nan() { String::new() } else { v.to_string() };
-    let csv: String = rows.iter().map(|(y, x)| format!("{y},{}\n", x.iter().map(|&v| text(v)).collect::<Vec<_>>().join(","))).collect();
+    let csv: String = rows
+        .iter()
+        .map(|(y, x)| format!("{y},{}\n", x.iter().map(|&v| text(v)).collect::<Vec<_>>().join(",")))
+        .collect();
     let libsvm: String = rows
         .iter()
         .map(|(y, x)| {
-            let entries: Vec<String> = x.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(|(i, v)| format!("{i}:{v}")).collect();
+            let entries: Vec<String> =
+                x.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(|(i, v)| format!("{i}:{v}")).collect();
             format!("{y} {}\n", entries.join(" "))
         })
         .collect();
@@ -553,4 +564,70 @@ fn recordio_channels_train_as_csv_and_libsvm_do() {
     let failure = cut.read("output/failure");
     assert!(failure.contains("a.rec") && failure.contains("record 400") && failure.contains("cut short"), "{failure}");
     assert!(!cut.path("model/xgboost-model").exists());
+}
+
+/// Pipe mode: each channel streamed through SageMaker's FIFO (`<channel>_0`), read once, gives
+/// the File mode model (a gzip stream too), as a process and as a container; no spool is left.
+#[test]
+fn pipe_mode_channels_train_as_file_mode_does() {
+    require_image("sagestep-train:latest");
+    let case = training_fixtures().join("reg_hist");
+    let file_mode = fixture_job("reg_hist");
+    assert_success(&run(&file_mode));
+    let expected = std::fs::read(file_mode.path("model/xgboost-model")).unwrap();
+    let gzipped = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&std::fs::read(case.join("train.csv")).unwrap()).unwrap();
+        gz.finish().unwrap()
+    };
+    for (label, in_docker, train) in [
+        ("process", false, std::fs::read(case.join("train.csv")).unwrap()),
+        ("process, gzip", false, gzipped),
+        ("container", true, std::fs::read(case.join("train.csv")).unwrap()),
+    ] {
+        let ml = MlTree::new();
+        ml.write("input/config/hyperparameters.json", std::fs::read(case.join("hyperparameters.json")).unwrap());
+        ml.write(
+            "input/config/inputdataconfig.json",
+            r#"{"train": {"ContentType": "text/csv", "TrainingInputMode": "Pipe"},
+                "validation": {"ContentType": "text/csv", "TrainingInputMode": "Pipe"}}"#,
+        );
+        let sources = [
+            ("train", ml.write("feed/train", &train)),
+            ("validation", ml.write("feed/validation", std::fs::read(case.join("validation.csv")).unwrap())),
+        ];
+        let mut feeders = Vec::new();
+        for (channel, source) in &sources {
+            let fifo = ml.path(&format!("input/data/{channel}_0"));
+            std::fs::create_dir_all(fifo.parent().unwrap()).unwrap();
+            assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+            // The platform's side: fills the FIFO once the trainer opens it.
+            let feeder = Command::new("sh").args(["-c", r#"cat "$0" > "$1""#]).arg(source).arg(&fifo).spawn().unwrap();
+            feeders.push(feeder);
+        }
+        let out = if in_docker { ml.docker_run("sagestep-train:latest", &["train"]) } else { run(&ml) };
+        for mut feeder in feeders {
+            let _ = feeder.kill();
+            let _ = feeder.wait();
+        }
+        assert_success(&out);
+        assert!(
+            std::fs::read(ml.path("model/xgboost-model")).unwrap() == expected,
+            "{label}: Pipe mode trains File mode's model"
+        );
+        let left: Vec<String> = std::fs::read_dir(ml.path("input/data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(left.iter().all(|name| name.ends_with("_0")), "{label}: only the FIFOs remain: {left:?}");
+    }
+    // A Pipe channel without its FIFO fails naming it.
+    let ml = job("1,2\n2,3\n", None, r#"{"num_round": "2"}"#);
+    ml.write(
+        "input/config/inputdataconfig.json",
+        r#"{"train": {"ContentType": "text/csv", "TrainingInputMode": "Pipe"}}"#,
+    );
+    assert_eq!(run(&ml).status.code(), Some(1));
+    assert!(ml.read("output/failure").contains("train_0` does not exist"), "{}", ml.read("output/failure"));
 }
