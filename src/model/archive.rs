@@ -17,7 +17,11 @@ fn refuse(path: &Path, problem: impl Into<String>) -> ModelError {
 }
 
 /// The regular, non-hidden files of a `.tar.gz`, in archive order, with their contents.
+/// What they unpack to is bounded by `max_bytes` and by a quarter of the memory this process
+/// may use (a gzip bomb is refused before it is inflated), and nothing is reserved from the
+/// sizes the headers claim.
 pub fn read_files(bytes: &[u8], path: &Path, max_bytes: u64) -> Result<Vec<(String, Vec<u8>)>, ModelError> {
+    let max_bytes = max_bytes.min(crate::parallel::memory_bytes() / 4);
     let mut archive = tar::Archive::new(GzDecoder::new(bytes));
     let mut files = Vec::new();
     let mut total = 0u64;
@@ -42,11 +46,14 @@ pub fn read_files(bytes: &[u8], path: &Path, max_bytes: u64) -> Result<Vec<(Stri
         if total > max_bytes {
             return Err(refuse(path, format!("unpacks to more than {max_bytes} bytes")));
         }
-        let mut content = Vec::with_capacity(size.min(1 << 30) as usize);
-        entry.read_to_end(&mut content).map_err(|e| refuse(path, format!("corrupt: {e}")))?;
-        if !hidden {
-            files.push((name.to_string_lossy().into_owned(), content));
+        if hidden {
+            std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| refuse(path, format!("corrupt: {e}")))?;
+            continue;
         }
+        // Grown as the bytes arrive (the header's size is a claim), never past it.
+        let mut content = Vec::new();
+        (&mut entry).take(size).read_to_end(&mut content).map_err(|e| refuse(path, format!("corrupt: {e}")))?;
+        files.push((name.to_string_lossy().into_owned(), content));
     }
     Ok(files)
 }
@@ -123,6 +130,7 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
@@ -153,6 +161,18 @@ mod tests {
         let big = tar_gz(&[("a", &[0u8; 64]), ("b", &[0u8; 64])]);
         let err = read_files(&big, Path::new("m.tar.gz"), 100).unwrap_err().to_string();
         assert!(err.contains("more than 100 bytes"), "{err}");
+        // A header claiming 3 GiB over 3 bytes: an error, with nothing reserved for the claim.
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut header = tar::Header::new_gnu();
+        header.set_path("xgboost-model").unwrap();
+        header.set_size(3 << 30);
+        header.set_cksum();
+        let mut raw = header.as_bytes().to_vec();
+        raw.extend_from_slice(b"abc");
+        builder.get_mut().write_all(&raw).unwrap();
+        let claimed = builder.into_inner().unwrap().finish().unwrap();
+        let err = read_files(&claimed, Path::new("m.tar.gz"), 4 << 30).unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{err}");
     }
 
     #[test]
