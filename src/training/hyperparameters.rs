@@ -397,6 +397,15 @@ impl Hyperparameters {
         }
     }
 
+    /// `_kfold` and `_num_cv_round` (default 1): folds and repeats of cross-validation.
+    pub fn kfold(&self) -> Option<(usize, usize)> {
+        let int = |key: &str| match self.values.get(key) {
+            Some(Parsed::Int(i)) => Some(*i as usize),
+            _ => None,
+        };
+        Some((int("_kfold")?, int("_num_cv_round").unwrap_or(1)))
+    }
+
     pub fn float(&self, key: &str) -> Option<f64> {
         match self.values.get(key) {
             Some(Parsed::Float(f)) => Some(*f),
@@ -491,9 +500,6 @@ impl Hyperparameters {
 
     /// Valid for the built-in algorithm but not done by this trainer: refused, never ignored.
     pub fn unsupported(&self) -> Option<String> {
-        if self.values.contains_key("_kfold") {
-            return Some("`_kfold` (k-fold cross-validation) is not supported yet".into());
-        }
         if matches!(self.values.get("use_dask_gpu_training"), Some(Parsed::Bool(true))) {
             return Some("`use_dask_gpu_training=true`: GPU training is not supported; the images are CPU-only".into());
         }

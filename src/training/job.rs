@@ -194,40 +194,17 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
     };
     let first_host = cluster.as_ref().is_none_or(|t| t.collective.rank() == 0);
     let paths = super::pipe::resolve(ml, &channels, has_validation)?;
-    let mut engine: Box<dyn Engine + Send> =
-        pool.install(|| make_engine(&paths, &hp, params, prune, content_type, &checkpoint_dir, cluster))?;
-    drop(paths);
-
-    let early = hp.early_stopping_rounds.filter(|_| has_validation && !hp.eval_metrics.is_empty());
-    if hp.early_stopping_rounds.is_some() && early.is_none() {
-        tracing::warn!("early_stopping_rounds needs a validation channel and a metric; training all rounds");
-    }
-    let maximize = hp.eval_metrics.last().is_some_and(|m| Hyperparameters::maximize(m));
-    let plan = rounds::Plan {
-        num_round: hp.num_round,
-        checkpoint_every: config.checkpoint_every,
-        checkpoint_dir: &checkpoint_dir,
-        early_stopping: early.map(|rounds| (rounds, maximize)),
-        stop,
-        // Only the first host writes checkpoints and the model, as the built-in.
-        save_checkpoints: first_host,
-    };
-    let ran = pool.install(|| rounds::run(engine.as_mut(), &plan))?;
-    let mut forest = engine.forest()?;
-    let rounds_trained = forest.rounds();
-    // The built-in's EarlyStopping(save_best=True): the model ends at the best round.
-    let last = match ran.best {
-        Some((best, score)) => {
-            keep_rounds(&mut forest, best + 1);
-            forest.attributes.retain(|(k, _)| !k.starts_with("best_"));
-            forest.attributes.push(("best_iteration".into(), best.to_string()));
-            forest.attributes.push(("best_score".into(), rounds::python_float(score)));
-            forest.best_iteration = Some(best);
-            best
+    let setup = Setup { hp: &hp, params, prune, content_type, pool: &pool, stop, checkpoint_every: config.checkpoint_every };
+    if let Some((folds, repeats)) = hp.kfold() {
+        if cluster.is_some() {
+            return Err(Error::Unsupported("`_kfold` with a ShardedByS3Key train channel on several hosts".into()));
         }
-        None => forest.rounds().saturating_sub(1),
-    };
-    forest.version = None;
+        let report = super::kfold::run(ml, &setup, &paths, folds, repeats, &checkpoint_dir)?;
+        return Ok(Outcome::Trained { rounds: report.models, best_iteration: None, stopped_by_signal: report.stopped_by_signal });
+    }
+    let Trained { forest, ran, rounds_trained } = train_one(&setup, &paths, &checkpoint_dir, cluster, first_host)?;
+    drop(paths);
+    let last = ran.best.map_or(forest.rounds().saturating_sub(1), |(best, _)| best);
     if first_host && (!ran.stopped_by_signal || hp.save_model_on_termination) {
         write_atomic(&ml.model_dir().join(MODEL_FILE), &crate::model::to_ubjson(&forest))?;
     }
@@ -278,8 +255,68 @@ fn check_channels(ml: &MlRoot, channels: &BTreeMap<String, ChannelConfig>) -> Re
     Ok(present)
 }
 
+/// What every model of a job is trained with.
+pub(super) struct Setup<'a> {
+    pub hp: &'a Hyperparameters,
+    pub params: TrainingParams,
+    pub prune: Option<super::hyperparameters::PrunePlan>,
+    pub content_type: ContentType,
+    pub pool: &'a rayon::ThreadPool,
+    pub stop: Arc<AtomicBool>,
+    pub checkpoint_every: usize,
+}
+
+/// A trained model, ended at the best round when early stopping chose one.
+pub(super) struct Trained {
+    pub forest: crate::model::Forest,
+    pub ran: rounds::Ran,
+    pub rounds_trained: usize,
+}
+
+/// Train one model on `paths`, checkpointing to `checkpoint_dir` (when `save_checkpoints`).
+pub(super) fn train_one(
+    setup: &Setup<'_>,
+    paths: &super::pipe::ChannelPaths,
+    checkpoint_dir: &Path,
+    cluster: Option<Team>,
+    save_checkpoints: bool,
+) -> Result<Trained, Error> {
+    let hp = setup.hp;
+    let mut engine: Box<dyn Engine + Send> = setup.pool.install(|| {
+        make_engine(paths, hp, setup.params.clone(), setup.prune, setup.content_type, checkpoint_dir, cluster)
+    })?;
+    let has_validation = paths.validation.is_some();
+    let early = hp.early_stopping_rounds.filter(|_| has_validation && !hp.eval_metrics.is_empty());
+    if hp.early_stopping_rounds.is_some() && early.is_none() {
+        tracing::warn!("early_stopping_rounds needs a validation channel and a metric; training all rounds");
+    }
+    let maximize = hp.eval_metrics.last().is_some_and(|m| Hyperparameters::maximize(m));
+    let plan = rounds::Plan {
+        num_round: hp.num_round,
+        checkpoint_every: setup.checkpoint_every,
+        checkpoint_dir,
+        early_stopping: early.map(|rounds| (rounds, maximize)),
+        stop: Arc::clone(&setup.stop),
+        // Only the first host writes checkpoints and the model, as the built-in.
+        save_checkpoints,
+    };
+    let ran = setup.pool.install(|| rounds::run(engine.as_mut(), &plan))?;
+    let mut forest = engine.forest()?;
+    let rounds_trained = forest.rounds();
+    // The built-in's EarlyStopping(save_best=True): the model ends at the best round.
+    if let Some((best, score)) = ran.best {
+        keep_rounds(&mut forest, best + 1);
+        forest.attributes.retain(|(k, _)| !k.starts_with("best_"));
+        forest.attributes.push(("best_iteration".into(), best.to_string()));
+        forest.attributes.push(("best_score".into(), rounds::python_float(score)));
+        forest.best_iteration = Some(best);
+    }
+    forest.version = None;
+    Ok(Trained { forest, ran, rounds_trained })
+}
+
 /// The hosts training together, and what this one takes part with.
-struct Team {
+pub(super) struct Team {
     collective: Arc<dyn Collective>,
     stop: Arc<AtomicBool>,
     /// False on all but the first host when the validation channel is replicated: its rows
@@ -501,7 +538,7 @@ pub fn peak_memory_mb() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     crate::storage::write_atomic(path, bytes).map_err(|source| Error::Write { path: path.to_path_buf(), source })
 }
 

@@ -7,6 +7,7 @@ pub mod hessboost_engine;
 pub mod hist;
 pub mod hyperparameters;
 pub mod job;
+pub mod kfold;
 pub mod pipe;
 pub mod rounds;
 

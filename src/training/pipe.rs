@@ -18,6 +18,13 @@ pub struct ChannelPaths {
     _spools: Vec<Spool>,
 }
 
+impl ChannelPaths {
+    /// Channels at these paths, nothing to remove.
+    pub fn new(train: PathBuf, validation: Option<PathBuf>) -> Self {
+        Self { train, validation, _spools: Vec::new() }
+    }
+}
+
 /// The paths of `train` (and `validation`, if present), spooling Pipe channels.
 pub fn resolve(
     ml: &MlRoot,

@@ -631,3 +631,49 @@ fn pipe_mode_channels_train_as_file_mode_does() {
     assert_eq!(run(&ml).status.code(), Some(1));
     assert!(ml.read("output/failure").contains("train_0` does not exist"), "{}", ml.read("output/failure"));
 }
+
+/// k-fold cross-validation shaped as the built-in's: a model per fold of every repeat, the
+/// cross-validation metric lines, and the held-out predictions of every row.
+#[test]
+fn kfold_writes_the_built_ins_models_lines_and_predictions() {
+    let case = training_fixtures().join("reg_hist");
+    let read = |f: &str| std::fs::read_to_string(case.join(f)).unwrap();
+    let (train, validation) = (read("train.csv"), read("validation.csv"));
+    let rows = train.lines().count() + validation.lines().count();
+    let ml = job(&train, Some(&validation), r#"{"num_round": "5", "_kfold": "3", "_num_cv_round": "2", "eval_metric": "rmse"}"#);
+    let out = run(&ml);
+    assert_success(&out);
+    let mut models: Vec<String> = std::fs::read_dir(ml.path("model")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    models.sort();
+    assert_eq!(models, (0..6).map(|n| format!("xgboost-model-{n}")).collect::<Vec<_>>());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let cv: Vec<&str> = stdout.lines().filter(|l| l.starts_with("[5]\t")).collect();
+    assert_eq!(cv.len(), 3, "a line per repeat and one overall: {stdout}");
+    let rmse = |line: &str, set: &str| -> f64 {
+        let field = line.split('\t').find(|f| f.starts_with(&format!("{set}-rmse:"))).unwrap_or_else(|| panic!("{line}"));
+        field.rsplit(':').next().unwrap().parse().unwrap()
+    };
+    assert!(rmse(cv[2], "validation") > rmse(cv[2], "train"), "held-out rows fit worse: {}", cv[2]);
+    assert!(stderr(&out).contains("Train cross validation fold 3"));
+    // predictions.csv: every row of train then validation, its label and its mean held-out
+    // prediction; within the spread of the labels.
+    let predictions = ml.read("output/data/predictions.csv");
+    let lines: Vec<Vec<f64>> = predictions.lines().map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(lines.len(), rows);
+    let labels: Vec<f64> = train.lines().chain(validation.lines()).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+    for (line, label) in lines.iter().zip(&labels) {
+        assert_eq!(line.len(), 2);
+        assert!((line[0] - label).abs() < 1e-6, "{line:?} {label}");
+    }
+    let mse = lines.iter().map(|l| (l[0] - l[1]).powi(2)).sum::<f64>() / rows as f64;
+    assert!((mse.sqrt() - rmse(cv[2], "validation")).abs() / mse.sqrt() < 0.2, "held-out RMSE {} vs {}", mse.sqrt(), cv[2]);
+    // Each model loads in Python-compatible form and the work files are gone.
+    for n in 0..6 {
+        sagestep::model::load(&std::fs::read(ml.path(&format!("model/xgboost-model-{n}"))).unwrap()).unwrap();
+    }
+    assert!(!ml.path("input/.sagestep-kfold").exists());
+    // Classification: label, mean probability and the most frequent class.
+    let ml = job("1,1\n0,0\n1,1\n0,0\n1,1\n0,0\n", None, r#"{"num_round": "2", "_kfold": "2", "objective": "binary:logistic"}"#);
+    assert_success(&run(&ml));
+    assert!(ml.read("output/data/predictions.csv").lines().all(|l| l.split(',').count() == 3));
+}

@@ -1,0 +1,360 @@
+//! k-fold cross-validation as the built-in runs it (`_kfold`, `_num_cv_round`): the train and
+//! validation channels together are split into `k` folds, `_num_cv_round` times; a model is
+//! trained per fold on the other folds (`xgboost-model-<n>`, n counting every fold of every
+//! repeat, checkpoints under `model-<n>`), the mean of the folds' last-round metrics is printed
+//! as `[num_round]\ttrain-rmse:...\tvalidation-rmse:...` after each repeat (and over all repeats
+//! when there are several), and the held-out predictions go to `predictions.csv`.
+//!
+//! Departures, each for a reason: the folds are drawn from `seed` (the built-in's are random on
+//! every run), and each fold's metrics are on its own training rows and held-out rows (the
+//! built-in evaluates every fold on the whole train and validation channels, whose rows it
+//! trained on, so its cross-validation metrics leak).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use super::job::{Error, MODEL_FILE, Setup, train_one, write_atomic};
+use super::pipe::ChannelPaths;
+use crate::contract::MlRoot;
+use crate::data::labelled::{self, ContentType};
+use crate::data::{DataError, Position, dmlc, files, recordio};
+use crate::model::{Ensemble, Matrix, Member, TreeLimit};
+
+/// What the folds left.
+pub struct Report {
+    pub models: usize,
+    pub stopped_by_signal: bool,
+}
+
+pub(super) fn run(
+    ml: &MlRoot,
+    setup: &Setup<'_>,
+    paths: &ChannelPaths,
+    folds: usize,
+    repeats: usize,
+    checkpoint_dir: &Path,
+) -> Result<Report, Error> {
+    let rows = Rows::read(paths, setup.content_type)?;
+    if rows.len() < folds {
+        return Err(Error::Channel(format!("`_kfold` is {folds} but the channels hold {} rows", rows.len())));
+    }
+    let classification = setup.hp.objective().starts_with("binary:") || setup.hp.float("num_class").is_some();
+    let seed = setup.hp.float("seed").unwrap_or(0.0) as u64;
+    tracing::info!(repeats, folds, rows = rows.len(), "Run {repeats}-round of {folds}-fold cross validation with {} rows", rows.len());
+    let work = Work::new(ml)?;
+    let mut predictions = Predictions::new(&rows.labels, repeats, classification);
+    let mut all_scores = Vec::new();
+    let mut models = 0;
+    for repeat in 0..repeats {
+        let assignment = assign(&rows.labels, folds, classification, seed.wrapping_add(repeat as u64));
+        let mut repeat_scores = Vec::new();
+        for fold in 0..folds {
+            tracing::info!("Train cross validation fold {}", fold + 1);
+            let held_out: Vec<bool> = assignment.iter().map(|&f| f == fold).collect();
+            let fold_paths = work.write(&rows, &held_out, setup.content_type)?;
+            let n = repeat * folds + fold;
+            let trained = train_one(setup, &fold_paths, &checkpoint_dir.join(format!("model-{n}")), None, true)?;
+            let bytes = crate::model::to_ubjson(&trained.forest);
+            write_atomic(&ml.model_dir().join(format!("{MODEL_FILE}-{n}")), &bytes)?;
+            models += 1;
+            if trained.ran.stopped_by_signal {
+                return Ok(Report { models, stopped_by_signal: true });
+            }
+            let validation = fold_paths.validation.as_ref().expect("a held-out fold");
+            predictions.record(&held_out, &predict(&bytes, validation, setup.content_type)?, repeat);
+            repeat_scores.push(trained.ran.history.last().map(|(_, s)| s.clone()).unwrap_or_default());
+        }
+        tracing::info!("The metrics of round {} cross validation", repeat + 1);
+        println!("{}", cv_line(setup.hp.num_round, &repeat_scores));
+        all_scores.extend(repeat_scores);
+    }
+    if repeats > 1 {
+        tracing::info!("The overall metrics of {repeats}-round cross validation");
+        println!("{}", cv_line(setup.hp.num_round, &all_scores));
+    }
+    write_atomic(&ml.output_data_dir().join("predictions.csv"), predictions.to_csv().as_bytes())?;
+    Ok(Report { models, stopped_by_signal: false })
+}
+
+/// Every row of the train then the validation channel, as its bytes (a text line, or a RecordIO
+/// record), with its label: folds are written without parsing the features.
+struct Rows {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    labels: Vec<f32>,
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        &self.bytes[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
+    }
+
+    fn read(paths: &ChannelPaths, content_type: ContentType) -> Result<Self, Error> {
+        if content_type == ContentType::Parquet {
+            return Err(Error::Unsupported(
+                "`_kfold` with Parquet channels; use text/csv, text/libsvm or application/x-recordio-protobuf".into(),
+            ));
+        }
+        let mut files = labelled::data_files(&paths.train)?;
+        if let Some(v) = &paths.validation {
+            files.extend(labelled::data_files(v)?);
+        }
+        // The rows are held in memory, as the built-in holds its DMatrix: within a quarter of it.
+        let budget = crate::parallel::memory_bytes() / 4;
+        let mut rows = Self { bytes: Vec::new(), ends: Vec::new(), labels: Vec::new() };
+        for file in &files {
+            if content_type == ContentType::RecordIo {
+                rows.read_records(file)?;
+            } else {
+                rows.read_lines(file, content_type)?;
+            }
+            if rows.bytes.len() as u64 > budget {
+                return Err(Error::Channel(format!(
+                    "k-fold cross-validation holds the channels in memory, and they pass {} MiB (a quarter of the memory)",
+                    budget >> 20
+                )));
+            }
+        }
+        if rows.len() == 0 {
+            return Err(DataError::Empty { path: paths.train.clone() }.into());
+        }
+        Ok(rows)
+    }
+
+    fn read_lines(&mut self, file: &Path, content_type: ContentType) -> Result<(), Error> {
+        let mut reader = files::open(file)?.reader;
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(|e| DataError::io(file, e))? == 0 {
+                return Ok(());
+            }
+            number += 1;
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            // CSV: up to the first delimiter; libsvm: up to a blank or the `:weight`.
+            let end = |b: &u8| if content_type == ContentType::Libsvm { b.is_ascii_whitespace() || *b == b':' } else { matches!(b, b',' | b'\t' | b';' | b'|') };
+            let field = &line[..line.iter().position(end).unwrap_or(line.len())];
+            let label = dmlc::parse_field(field).filter(|l| l.is_finite()).ok_or_else(|| DataError::Malformed {
+                at: Position { file: file.to_path_buf(), line: number, column: Some("1".into()) },
+                problem: format!("the label `{}` is not a number", String::from_utf8_lossy(field.trim_ascii())),
+            })?;
+            if !line.ends_with(b"\n") {
+                line.push(b'\n');
+            }
+            self.push(&line, label);
+        }
+    }
+
+    fn read_records(&mut self, file: &Path) -> Result<(), Error> {
+        let mut frames = recordio::FrameReader::new(files::open(file)?.reader, crate::data::binary_blocks::MAX_RECORD_BYTES);
+        let mut payload = Vec::new();
+        let mut number = 0u64;
+        let malformed = |problem: String| DataError::Malformed { at: Position { file: file.to_path_buf(), line: 0, column: None }, problem };
+        while frames.next_into(&mut payload).map_err(|e| malformed(format!("record {}: {e}", number + 1)))? {
+            number += 1;
+            let label = recordio::record_label(&payload)
+                .map_err(|e| malformed(format!("record {number}: {e}")))?
+                .and_then(|t| t.values.first().copied())
+                .ok_or_else(|| malformed(format!("record {number}: no label")))?;
+            let mut framed = Vec::with_capacity(payload.len() + 12);
+            recordio::write_frame(&payload, &mut framed);
+            self.push(&framed, label);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, row: &[u8], label: f32) {
+        self.bytes.extend_from_slice(row);
+        self.ends.push(self.bytes.len());
+        self.labels.push(label);
+    }
+}
+
+/// Each row's fold for one repeat: a seeded shuffle cut into `k` parts whose sizes differ by at
+/// most one (as scikit-learn's KFold); for classification each class is shuffled and dealt
+/// round robin, so every fold holds each class in proportion (as StratifiedKFold).
+fn assign(labels: &[f32], k: usize, stratified: bool, seed: u64) -> Vec<usize> {
+    let mut rng = SplitMix(seed ^ 0x6b66_6f6c_645f_6b66);
+    let mut fold = vec![0usize; labels.len()];
+    if stratified {
+        let mut classes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, l) in labels.iter().enumerate() {
+            classes.entry(l.to_bits()).or_default().push(i);
+        }
+        let mut dealt = 0;
+        for rows in classes.values_mut() {
+            rng.shuffle(rows);
+            for &r in rows.iter() {
+                fold[r] = dealt % k;
+                dealt += 1;
+            }
+        }
+    } else {
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        rng.shuffle(&mut order);
+        let (base, extra) = (labels.len() / k, labels.len() % k);
+        let mut at = 0;
+        for f in 0..k {
+            let size = base + usize::from(f < extra);
+            for &r in &order[at..at + size] {
+                fold[r] = f;
+            }
+            at += size;
+        }
+    }
+    fold
+}
+
+/// A small seeded generator (SplitMix64): the folds only need to be reproducible.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn shuffle(&mut self, items: &mut [usize]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// A fold's files, rewritten for every fold, removed at the end.
+struct Work {
+    dir: PathBuf,
+}
+
+impl Work {
+    fn new(ml: &MlRoot) -> Result<Self, Error> {
+        // Beside the channels, not among them: the channel check reads input/data.
+        let dir = ml.root().join("input").join(".sagestep-kfold");
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+        Ok(Self { dir })
+    }
+
+    fn write(&self, rows: &Rows, held_out: &[bool], content_type: ContentType) -> Result<ChannelPaths, Error> {
+        let mut parts = [Vec::new(), Vec::new()];
+        for (i, &out) in held_out.iter().enumerate() {
+            parts[usize::from(out)].extend_from_slice(rows.get(i));
+        }
+        let ext = if content_type == ContentType::RecordIo { "rec" } else { "txt" };
+        let [train, validation] = ["train", "validation"].map(|name| self.dir.join(format!("{name}.{ext}")));
+        write_atomic(&train, &parts[0])?;
+        write_atomic(&validation, &parts[1])?;
+        Ok(ChannelPaths::new(train, Some(validation)))
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fold's model on its held-out rows, predicted as the evaluate step predicts.
+fn predict(model: &[u8], rows: &Path, content_type: ContentType) -> Result<Vec<Vec<f32>>, Error> {
+    let model = crate::model::load(model).map_err(|e| Error::Engine(format!("the fold's model does not load: {e}")))?;
+    let ensemble = Ensemble::new(vec![Member { name: "fold".into(), model }]);
+    let data = labelled::read(rows, Some(content_type), false)?;
+    let predictions = match &data.sparse {
+        Some(sparse) => {
+            let projection = ensemble.projection();
+            let features = sparse.project(data.rows(), projection.width(), |i| projection.column(i as u64));
+            projection.ensemble.predict(&Matrix::new(&features, projection.width()), TreeLimit::SageMaker)
+        }
+        None => {
+            let width = ensemble.num_feature().max(data.cols);
+            ensemble.predict(&Matrix::new(&data.widened(width), width.max(1)), TreeLimit::SageMaker)
+        }
+    };
+    let per_row = ensemble.outputs_per_row().max(1);
+    Ok(predictions.chunks(per_row).map(<[f32]>::to_vec).collect())
+}
+
+/// The held-out predictions of every repeat, by row.
+struct Predictions {
+    labels: Vec<f32>,
+    classification: bool,
+    /// Per row and repeat: the prediction (regression) or (probability, label).
+    values: Vec<Vec<(f64, f64)>>,
+}
+
+impl Predictions {
+    fn new(labels: &[f32], repeats: usize, classification: bool) -> Self {
+        Self { labels: labels.to_vec(), classification, values: vec![Vec::with_capacity(repeats); labels.len()] }
+    }
+
+    fn record(&mut self, held_out: &[bool], predictions: &[Vec<f32>], _repeat: usize) {
+        let rows = held_out.iter().enumerate().filter(|(_, out)| **out).map(|(i, _)| i);
+        for (row, p) in rows.zip(predictions) {
+            let value = if !self.classification {
+                (f64::from(p[0]), 0.0)
+            } else if p.len() > 1 {
+                // Softprob: the most probable class and its probability.
+                let (class, prob) = p.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+                (f64::from(prob), class as f64)
+            } else {
+                (f64::from(p[0]), f64::from(u8::from(p[0] > 0.5)))
+            };
+            self.values[row].push(value);
+        }
+    }
+
+    /// The built-in's `predictions.csv`: label and mean prediction, or label, mean probability
+    /// and the most frequent predicted class (the smallest on a tie), `%f` each.
+    fn to_csv(&self) -> String {
+        let mut out = String::new();
+        for (label, values) in self.labels.iter().zip(&self.values) {
+            let n = values.len().max(1) as f64;
+            let mean = values.iter().map(|v| v.0).sum::<f64>() / n;
+            out.push_str(&format!("{:.6},{mean:.6}", f64::from(*label)));
+            if self.classification {
+                let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+                values.iter().for_each(|v| *counts.entry(v.1 as u64).or_default() += 1);
+                let top = counts.values().copied().max().unwrap_or(0);
+                let mode = counts.iter().find(|(_, c)| **c == top).map_or(0, |(k, _)| *k);
+                out.push_str(&format!(",{:.6}", mode as f64));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `[num_round]` then, per metric and per data set, the folds' mean last-round value.
+fn cv_line(num_round: usize, scores: &[super::engine::Scores]) -> String {
+    let mut line = format!("[{num_round}]");
+    let Some(first) = scores.first() else { return line };
+    let metrics: Vec<&str> = first.iter().filter(|(set, _, _)| set == "train").map(|(_, m, _)| m.as_str()).collect();
+    let sets: Vec<&str> = first.iter().map(|(set, _, _)| set.as_str()).fold(Vec::new(), |mut v, s| {
+        if !v.contains(&s) {
+            v.push(s);
+        }
+        v
+    });
+    for metric in metrics {
+        for set in &sets {
+            let values: Vec<f64> = scores
+                .iter()
+                .filter_map(|s| s.iter().find(|(st, m, _)| st == set && m == metric).map(|(_, _, v)| *v))
+                .collect();
+            let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+            line.push_str(&format!("\t{set}-{metric}:{mean:.5}"));
+        }
+    }
+    line
+}
