@@ -1,6 +1,7 @@
 //! Integration tests: the real binaries against temporary `/opt/ml` trees, and the real
 //! images under Docker (build them first: `docker/build-images.sh`, as `scripts/test` does).
 
+mod deploy;
 mod distributed;
 mod evaluate;
 mod hist;
