@@ -160,6 +160,7 @@ pub fn run(config: &Config) -> Result<Evaluation, Error> {
         _ => evaluation.regression_metrics = Some(metrics::regression(&labels, &outputs, config.bootstrap)),
     }
     write_report(&config.output_dir.join(EVALUATION_FILE), &evaluation)?;
+    crate::emf::emit("evaluate", &evaluation.figures());
     Ok(evaluation)
 }
 
@@ -180,4 +181,23 @@ fn write_report(path: &Path, evaluation: &Evaluation) -> Result<(), Error> {
     text.push('\n');
     crate::storage::write_atomic(path, text.as_bytes())
         .map_err(|source| Error::Write { path: path.to_path_buf(), source })
+}
+
+impl Evaluation {
+    /// Every metric's value by name (`mse`, `accuracy`, ...), for CloudWatch.
+    pub fn figures(&self) -> Vec<(String, f64, crate::emf::Unit)> {
+        let tree = serde_json::to_value(self).unwrap_or_default();
+        let mut out = Vec::new();
+        for group in ["regression_metrics", "binary_classification_metrics", "multiclass_classification_metrics"] {
+            if let Some(metrics) = tree.get(group).and_then(serde_json::Value::as_object) {
+                for (name, metric) in metrics {
+                    if let Some(value) = metric.get("value").and_then(serde_json::Value::as_f64) {
+                        out.push((name.clone(), value, crate::emf::Unit::None));
+                    }
+                }
+            }
+        }
+        out.push(("Rows".into(), self.rows as f64, crate::emf::Unit::Count));
+        out
+    }
 }

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod contract;
 pub mod data;
+pub mod emf;
 pub mod evaluate;
 pub mod features;
 pub mod logging;

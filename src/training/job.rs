@@ -17,6 +17,7 @@ use super::hist::{self, HistEngine};
 use super::hyperparameters::{HyperparameterError, Hyperparameters, Parsed};
 use super::{checkpoint, rounds};
 use crate::cluster::{self, Collective, Hosts};
+use crate::emf::Unit;
 use crate::contract::MlRoot;
 use crate::contract::failure::{Fault, StepError};
 use crate::data::DataError;
@@ -213,6 +214,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
         write_metrics(&ml.output_data_dir(), scores.map_or(&[][..], Vec::as_slice), ran.best.map(|b| b.0))?;
     }
     tracing::info!(peak_memory_mb = peak_memory_mb(), rounds_trained, saved_rounds = forest.rounds(), "model saved");
+    if first_host {
+        let mut figures: Vec<(String, f64, Unit)> =
+            scores.into_iter().flatten().map(|(set, metric, value)| (format!("{set}:{metric}"), *value, Unit::None)).collect();
+        figures.push(("PeakMemory".into(), peak_memory_mb() as f64, Unit::Megabytes));
+        figures.push(("Rounds".into(), forest.rounds() as f64, Unit::Count));
+        crate::emf::emit("train", &figures);
+    }
     Ok(Outcome::Trained {
         rounds: rounds_trained,
         best_iteration: ran.best.map(|b| b.0),

@@ -677,3 +677,25 @@ fn kfold_writes_the_built_ins_models_lines_and_predictions() {
     assert_success(&run(&ml));
     assert!(ml.read("output/data/predictions.csv").lines().all(|l| l.split(',').count() == 3));
 }
+
+/// `SAGESTEP_EMF=1`: one CloudWatch Embedded Metric Format line with the saved model's metrics
+/// (as `metrics.json` has them) and the peak memory; none without it.
+#[test]
+fn emf_lines_carry_the_metrics_when_asked() {
+    let ml = fixture_job("reg_hist");
+    let out = Command::new(BIN).arg("train").env("SAGESTEP_ML_ROOT", ml.root()).env("SAGESTEP_EMF", "1").output().unwrap();
+    assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v.get("_aws").is_some()).collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let metrics: serde_json::Value = serde_json::from_str(&ml.read("output/data/metrics.json")).unwrap();
+    let line = &lines[0];
+    assert_eq!(line["Step"], "train");
+    assert_eq!(line["validation:rmse"], metrics["validation:rmse"]);
+    assert!(line["PeakMemory"].as_f64().unwrap() > 0.0);
+    let names: Vec<&str> =
+        line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"validation:rmse") && names.contains(&"PeakMemory"), "{names:?}");
+    assert!(!String::from_utf8_lossy(&run(&fixture_job("reg_hist")).stdout).contains("_aws"), "off unless asked");
+}
