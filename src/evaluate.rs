@@ -108,19 +108,7 @@ pub fn run(config: &Config) -> Result<Evaluation, Error> {
     if data.cols > expected || (data.cols < expected && !sparse) {
         return Err(Error::Width { path: config.test_data.clone(), given: data.cols, expected });
     }
-    let predictions = match &data.sparse {
-        // Sparse rows are predicted on the features the splits read: a hashed feature index
-        // of 2^31 - 1 costs nothing.
-        Some(sparse) => {
-            let projection = ensemble.projection();
-            let features = sparse.project(data.rows(), projection.width(), |i| projection.column(i as u64));
-            projection.ensemble.predict(&Matrix::new(&features, projection.width()), TreeLimit::SageMaker)
-        }
-        None => {
-            let features = data.widened(expected);
-            ensemble.predict(&Matrix::new(&features, expected.max(1)), TreeLimit::SageMaker)
-        }
-    };
+    let predictions = predict_rows(&ensemble, &data);
     tracing::info!(rows = data.rows(), members = ensemble.members.len(), "predicted the test set");
 
     let labels: Vec<f64> = data.labels.iter().map(|&l| f64::from(l)).collect();
@@ -199,5 +187,21 @@ impl Evaluation {
         }
         out.push(("Rows".into(), self.rows as f64, crate::emf::Unit::Count));
         out
+    }
+}
+
+/// Predict labelled rows as the built-in's server does. Sparse rows are predicted on the
+/// features the splits read: a hashed feature index of 2^31 - 1 costs nothing.
+pub fn predict_rows(ensemble: &Ensemble, data: &labelled::Labelled) -> Vec<f32> {
+    match &data.sparse {
+        Some(sparse) => {
+            let projection = ensemble.projection();
+            let features = sparse.project(data.rows(), projection.width(), |i| projection.column(i as u64));
+            projection.ensemble.predict(&Matrix::new(&features, projection.width()), TreeLimit::SageMaker)
+        }
+        None => {
+            let width = ensemble.num_feature().max(data.cols);
+            ensemble.predict(&Matrix::new(&data.widened(width), width.max(1)), TreeLimit::SageMaker)
+        }
     }
 }

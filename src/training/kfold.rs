@@ -19,7 +19,7 @@ use super::pipe::ChannelPaths;
 use crate::contract::MlRoot;
 use crate::data::labelled::{self, ContentType};
 use crate::data::{DataError, Position, dmlc, files, recordio};
-use crate::model::{Ensemble, Matrix, Member, TreeLimit};
+use crate::model::{Ensemble, Member};
 
 /// What the folds left.
 pub struct Report {
@@ -270,17 +270,7 @@ fn predict(model: &[u8], rows: &Path, content_type: ContentType) -> Result<Vec<V
     let model = crate::model::load(model).map_err(|e| Error::Engine(format!("the fold's model does not load: {e}")))?;
     let ensemble = Ensemble::new(vec![Member { name: "fold".into(), model }]);
     let data = labelled::read(rows, Some(content_type), false)?;
-    let predictions = match &data.sparse {
-        Some(sparse) => {
-            let projection = ensemble.projection();
-            let features = sparse.project(data.rows(), projection.width(), |i| projection.column(i as u64));
-            projection.ensemble.predict(&Matrix::new(&features, projection.width()), TreeLimit::SageMaker)
-        }
-        None => {
-            let width = ensemble.num_feature().max(data.cols);
-            ensemble.predict(&Matrix::new(&data.widened(width), width.max(1)), TreeLimit::SageMaker)
-        }
-    };
+    let predictions = crate::evaluate::predict_rows(&ensemble, &data);
     let per_row = ensemble.outputs_per_row().max(1);
     Ok(predictions.chunks(per_row).map(<[f32]>::to_vec).collect())
 }
