@@ -8,9 +8,20 @@ pub fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Memory this process may use: the cgroup limit (v2 `memory.max`, v1
-/// `memory.limit_in_bytes`) where one is set, else the machine's `MemTotal`.
+/// Memory this process may use: the least of the machine's `MemTotal`, the cgroup limit (v2
+/// `memory.max`, v1 `memory.limit_in_bytes`) and the address-space limit (`ulimit -v`).
 pub fn memory_bytes() -> u64 {
+    machine_or_cgroup_bytes().min(address_space_limit().unwrap_or(u64::MAX))
+}
+
+/// `Max address space` of `/proc/self/limits` (the soft limit), when one is set.
+fn address_space_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+    line["Max address space".len()..].split_whitespace().next()?.parse().ok()
+}
+
+fn machine_or_cgroup_bytes() -> u64 {
     let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u64>().ok());
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -5,6 +5,7 @@ mod deploy;
 mod distributed;
 mod evaluate;
 mod hist;
+mod hostile;
 mod model;
 mod pipeline;
 mod preprocess;
