@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ship sagestep to an AWS account: push the four step images to ECR, then create or update the
+# Ship sagestep to an AWS account: push the five step images to ECR, then create or update the
 # SageMaker pipeline from pipeline.json (unchanged), and start an execution with --start.
 # The image URIs reach the pipeline as parameters at start time, so pipeline.json names no
 # account. Needs the standard `docker` and `aws` CLIs and credentials for the account.
@@ -45,7 +45,7 @@ fi
 [[ "$artifact_root" == s3://* ]] || { echo "publish-ecr: --artifact-root must be an s3:// URI" >&2; exit 2; }
 
 registry="$account.dkr.ecr.$region.amazonaws.com"
-steps=(preprocess train evaluate serve)
+steps=(preprocess train evaluate serve monitor)
 
 # Print the command (dry run) or run it. Commands are strings so that pipes print as written.
 run() {
