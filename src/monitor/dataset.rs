@@ -151,16 +151,24 @@ fn trim_end(line: &[u8]) -> &[u8] {
 }
 
 /// The fields of one CSV line (commas, `"` quoting), in buffers reused from line to line.
-#[derive(Default)]
 struct CsvFields {
+    /// Built once: `Reader::new` builds its state machine (`Reader::default` is not usable).
+    reader: csv_core::Reader,
     out: Vec<u8>,
     ends: Vec<usize>,
     count: usize,
 }
 
+impl Default for CsvFields {
+    fn default() -> Self {
+        Self { reader: csv_core::Reader::new(), out: Vec::new(), ends: Vec::new(), count: 0 }
+    }
+}
+
 impl CsvFields {
     fn split(&mut self, line: &[u8]) -> Result<(), &'static str> {
-        let mut reader = csv_core::Reader::new();
+        let reader = &mut self.reader;
+        reader.reset();
         // Unquoted output is never longer than the line, and a line has at most len + 1 fields.
         self.out.resize(line.len(), 0);
         self.ends.resize(line.len() + 1, 0);
