@@ -344,6 +344,48 @@ fn constraint_checks_name_their_feature() {
     assert_eq!(json(&ml, "processing/output/monitoring_summary.json")["status"], "CompletedWithViolations");
 }
 
+/// Origin as names: a String column with a domain and category counts in the baseline. Cars
+/// from 1976 on come from `mars`: values outside the domain, and categories that drift.
+#[test]
+fn new_categories_break_the_domain_and_drift() {
+    let named = |rows: &mut Vec<Vec<String>>, mars: bool| {
+        for row in rows.iter_mut() {
+            let name = if mars && row[6].parse::<u32>().unwrap() >= 76 {
+                "mars"
+            } else {
+                ["usa", "europe", "japan"][row[7].parse::<usize>().unwrap() - 1]
+            };
+            row[7] = name.into();
+        }
+    };
+    let mut rows = auto_mpg_rows(all, unchanged);
+    named(&mut rows, false);
+    let ml = baselined(&csv(&HEADER, &rows));
+    let constraints: serde_json::Value =
+        serde_json::from_str(&ml.read("processing/baseline/constraints/constraints.json")).unwrap();
+    assert_eq!(
+        constraints["features"][7]["string_constraints"]["domains"],
+        serde_json::json!(["usa", "japan", "europe"])
+    );
+    let mut rows = auto_mpg_rows(all, unchanged);
+    named(&mut rows, true);
+    replace_data(&ml, &csv(&HEADER, &rows));
+    assert_success(&run(&ml, &check_env()));
+    let violations = json(&ml, "processing/output/constraint_violations.json");
+    let origin: Vec<&serde_json::Value> =
+        violations["violations"].as_array().unwrap().iter().filter(|v| v["feature_name"] == "origin").collect();
+    assert_eq!(origin.len(), 2, "{violations:#}");
+    assert_eq!(origin[0]["constraint_check_type"], "categorical_values_check");
+    assert_eq!(origin[1]["constraint_check_type"], "baseline_drift_check");
+    assert!(origin[1]["description"].as_str().unwrap().starts_with("Categorical distance: "), "{violations:#}");
+    let stats = json(&ml, "processing/output/statistics.json");
+    let buckets = &stats["features"][7]["string_statistics"]["distribution"]["categorical"]["buckets"];
+    let mars = buckets.as_array().unwrap().iter().find(|b| b["value"] == "mars").unwrap()["count"].as_u64().unwrap();
+    let in_domain = 398 - mars;
+    let expected = format!("Only {}% of data is in the domain", in_domain as f64 / 398.0 * 100.0);
+    assert!(origin[0]["description"].as_str().unwrap().contains(&expected), "{violations:#} {expected}");
+}
+
 /// The checks of the bad inputs the step refuses: exit 1, the reason in /opt/ml/output/message,
 /// and no output written.
 #[test]
