@@ -386,6 +386,59 @@ fn new_categories_break_the_domain_and_drift() {
     assert!(origin[0]["description"].as_str().unwrap().contains(&expected), "{violations:#} {expected}");
 }
 
+/// The same table as headerless CSV, JSON lines and Parquet (tests/data/parquet/train.parquet,
+/// made by pandas from the shared reg_exact fixture) gives the same statistics, column for
+/// column: missing values, types, moments (f7 is float32 in Parquet: to 1e-6).
+#[test]
+fn csv_json_lines_and_parquet_give_the_same_statistics() {
+    let text = std::fs::read_to_string(crate::util::shared().join("fixtures/training/reg_exact/train.csv")).unwrap();
+    let names: Vec<String> = std::iter::once("label".to_string()).chain((0..8).map(|i| format!("f{i}"))).collect();
+    let mut lines = String::new();
+    for row in text.lines() {
+        let fields: Vec<String> = row
+            .split(',')
+            .zip(&names)
+            .map(|(v, name)| format!("\"{name}\": {}", if v.is_empty() { "null" } else { v }))
+            .collect();
+        lines += &format!("{{{}}}\n", fields.join(", "));
+    }
+    let parquet = std::fs::read(crate::util::repo().join("tests/data/parquet/train.parquet")).unwrap();
+    let mut all = Vec::new();
+    for (format, file, content) in [
+        (r#"{"csv": {"header": false}}"#, "train.csv", text.into_bytes()),
+        (r#"{"json": {"lines": "true"}}"#, "train.jsonl", lines.into_bytes()),
+        (r#"{"parquet": {}}"#, "part-0.parquet", parquet),
+    ] {
+        let ml = MlTree::new();
+        ml.write(&format!("processing/input/data/{file}"), content);
+        let mut env = baseline_env();
+        env[0].1 = format;
+        let out = run(&ml, &env);
+        assert_success(&out);
+        all.push(json(&ml, "processing/output/statistics.json"));
+    }
+    assert_eq!(all[0]["features"][0]["name"], "_c0");
+    assert_eq!(all[2]["features"][0]["name"], "label");
+    // JSON objects' keys come in name order (as Spark infers a JSON schema): `label` last.
+    let json_names: Vec<&str> =
+        all[1]["features"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(json_names, ["f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "label"]);
+    for other in &all[1..] {
+        assert_eq!(other["dataset"], all[0]["dataset"]);
+        for (a, name) in all[0]["features"].as_array().unwrap().iter().zip(&names) {
+            let b = other["features"].as_array().unwrap().iter().find(|f| f["name"] == name.as_str()).unwrap();
+            assert_eq!(a["inferred_type"], b["inferred_type"], "{b:#}");
+            let (a, b) = (&a["numerical_statistics"], &b["numerical_statistics"]);
+            assert_eq!(a["common"], b["common"]);
+            for key in ["mean", "sum", "std_dev", "min", "max"] {
+                let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+                assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{key}: {x} vs {y}");
+            }
+        }
+    }
+    assert!(all[0]["features"][1]["numerical_statistics"]["common"]["num_missing"].as_u64().unwrap() > 0);
+}
+
 /// The checks of the bad inputs the step refuses: exit 1, the reason in /opt/ml/output/message,
 /// and no output written.
 #[test]
