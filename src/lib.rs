@@ -12,6 +12,7 @@ pub mod features;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod parallel;
 pub mod pipeline;
 pub mod preprocess;

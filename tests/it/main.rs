@@ -7,6 +7,7 @@ mod evaluate;
 mod hist;
 mod hostile;
 mod model;
+mod monitor;
 mod pipeline;
 mod preprocess;
 mod python_interop;
