@@ -101,6 +101,9 @@ pub struct Summary {
     pub feature_count: usize,
     pub violation_count: usize,
     pub violations_by_check: BTreeMap<String, usize>,
+    /// The features with a violation, sorted and joined by `, ` (empty when none): for a
+    /// pipeline's Fail message, which can quote a string but not walk an array.
+    pub violating_features: String,
     pub drift: Vec<Drift>,
 }
 
@@ -184,6 +187,14 @@ pub fn run(ml: &MlRoot, given: &Given) -> Result<Summary, Error> {
         feature_count: data.columns.len(),
         violation_count: violations.violations.len(),
         violations_by_check: by_check,
+        violating_features: violations
+            .violations
+            .iter()
+            .map(|v| v.feature_name.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", "),
         drift: report.as_ref().map(|r| r.drift.clone()).unwrap_or_default(),
     };
 

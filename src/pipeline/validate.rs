@@ -294,6 +294,21 @@ fn check_get(definition: &Definition, from: &super::definition::Step, get: &str)
     }
 }
 
+/// Whether a step in `inner` runs only when `outer` is taken: the same branch, or a branch of
+/// a condition that itself runs in `outer` (conditions nest).
+fn within(definition: &Definition, inner: Option<&super::definition::Branch>, outer: &super::definition::Branch) -> bool {
+    let mut branch = inner.cloned();
+    // Each step sits in one branch, so the walk ends at the top within the step count.
+    for _ in 0..=definition.steps.len() {
+        match branch {
+            Some(b) if &b == outer => return true,
+            Some(b) => branch = definition.step(&b.condition).and_then(|c| c.branch.clone()),
+            None => return false,
+        }
+    }
+    false
+}
+
 fn target_step<'d>(
     definition: &'d Definition,
     from: &super::definition::Step,
@@ -305,7 +320,7 @@ fn target_step<'d>(
         return Err(format!("`{get}`: a step cannot read its own properties"));
     }
     if let Some(branch) = &target.branch
-        && from.branch.as_ref() != Some(branch)
+        && !within(definition, from.branch.as_ref(), branch)
     {
         return Err(format!(
             "`{get}`: step `{name}` runs only in a branch of condition `{}`; a step outside that branch cannot read it",

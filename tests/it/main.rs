@@ -3,6 +3,7 @@
 
 mod deploy;
 mod distributed;
+mod drift;
 mod evaluate;
 mod hist;
 mod hostile;
