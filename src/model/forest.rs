@@ -381,6 +381,51 @@ pub struct Forest {
 }
 
 impl Forest {
+    /// Drop what only writing the model back needs (per-node statistics) and spare capacity,
+    /// for a server that holds many models: a node then costs `size_of::<Node>()` bytes.
+    pub fn compact(&mut self) {
+        for tree in &mut self.trees {
+            tree.stats = Vec::new();
+            tree.nodes.shrink_to_fit();
+            tree.categories.shrink_to_fit();
+        }
+        self.trees.shrink_to_fit();
+        self.tree_group.shrink_to_fit();
+        self.round_bounds.shrink_to_fit();
+    }
+
+    /// Bytes the forest holds on the heap: the sizes of its allocations (the allocator rounds
+    /// each up a little, which is not counted).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let strings = |v: &[String]| v.iter().map(|s| s.capacity() + size_of::<String>()).sum::<usize>();
+        let trees: usize = self
+            .trees
+            .iter()
+            .map(|t| {
+                t.nodes.capacity() * size_of::<Node>()
+                    + t.stats.capacity() * size_of::<NodeStats>()
+                    + t.categories.capacity() * size_of::<(u32, Vec<u32>)>()
+                    + t.categories.iter().map(|(_, c)| c.capacity() * size_of::<u32>()).sum::<usize>()
+            })
+            .sum();
+        trees
+            + self.trees.capacity() * size_of::<Tree>()
+            + self.base_score.capacity() * size_of::<f32>()
+            + self.tree_group.capacity() * size_of::<u32>()
+            + self.tree_weights.as_ref().map_or(0, |w| w.capacity() * size_of::<f32>())
+            + self.round_bounds.capacity() * size_of::<usize>()
+            + strings(&self.feature_names)
+            + strings(&self.feature_types)
+            + self
+                .attributes
+                .iter()
+                .chain(&self.objective_params)
+                .map(|(k, v)| k.capacity() + v.capacity())
+                .sum::<usize>()
+            + (self.attributes.capacity() + self.objective_params.capacity()) * size_of::<(String, String)>()
+    }
+
     /// Number of boosting rounds.
     pub fn rounds(&self) -> usize {
         self.round_bounds.len().saturating_sub(1)
