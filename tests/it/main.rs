@@ -4,6 +4,7 @@
 mod distributed;
 mod evaluate;
 mod hist;
+mod mme;
 mod model;
 mod pipeline;
 mod preprocess;
