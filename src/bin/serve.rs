@@ -13,8 +13,8 @@ use sagestep::serving::{self, ServeConfig};
 /// Port 8080 or `SAGEMAKER_BIND_TO_PORT`; model from `/opt/ml/model`. Honours
 /// `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`, `SAGEMAKER_INFERENCE_OUTPUT` and the batch
 /// transform variables. With `SAGEMAKER_MULTI_MODEL=true`, serves a multi-model endpoint:
-/// models load on request from below `/opt/ml/models`, within `SAGESTEP_MODELS_MEMORY` or
-/// the container's memory limit.
+/// models load on request from below `/opt/ml/models`, within the container's memory limit
+/// (or `SAGESTEP_MEMORY_LIMIT`).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {

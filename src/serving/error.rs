@@ -37,9 +37,10 @@ pub enum ServeError {
     #[error("model `{0}` is already loaded")]
     AlreadyLoaded(String),
     #[error(
-        "model `{name}` needs {needed} bytes of memory; {used} of the {budget}-byte budget are in use. Unload a model and retry"
+        "model `{name}` needs {needed} bytes of memory; loaded models hold {used} bytes and the server {resident} \
+         resident bytes, of a {budget}-byte budget. Unload a model and retry"
     )]
-    InsufficientMemory { name: String, needed: u64, used: u64, budget: u64 },
+    InsufficientMemory { name: String, needed: u64, used: u64, resident: u64, budget: u64 },
     #[error("{0}")]
     Internal(String),
 }

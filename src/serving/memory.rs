@@ -1,44 +1,58 @@
-//! The memory budget of a multi-model server: how many bytes loaded models may hold. From
-//! the container's cgroup limit (v2 `memory.max`, else v1 `memory.limit_in_bytes`, the
-//! smallest along the cgroup's ancestors), else the machine's `MemTotal`, less a reserve for
-//! the server itself, requests in flight and models being parsed; or set outright.
+//! The memory budget of a multi-model server: how much loaded models may take. The limit is
+//! the container's (cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`, the smallest
+//! along the cgroup's ancestors), else the machine's `MemTotal`, or set outright; the budget
+//! is the limit less a reserve for requests in flight and the model being parsed.
 
 use std::path::{Path, PathBuf};
 
 use super::ConfigError;
 
-/// Sets the budget outright (bytes, or with a `K`/`M`/`G` or `Ki`/`Mi`/`Gi` suffix).
-pub const SAGESTEP_MODELS_MEMORY: &str = "SAGESTEP_MODELS_MEMORY";
+/// The memory limit to plan for instead of the container's (bytes, or with a `K`/`M`/`G` or
+/// `Ki`/`Mi`/`Gi` suffix).
+pub const SAGESTEP_MEMORY_LIMIT: &str = "SAGESTEP_MEMORY_LIMIT";
 
 /// cgroup v1 reports "no limit" as a huge page-rounded number (2^63 - 4096).
 const V1_UNLIMITED: u64 = 1 << 60;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryBudget {
+    /// What the server's resident memory, and the bytes its models hold, may reach.
     pub bytes: u64,
-    /// Where the figure comes from, for the startup log.
+    /// The limit it comes from, and where that comes from, for the startup log.
     pub source: String,
 }
 
 impl MemoryBudget {
     pub fn from_env() -> Result<Self, ConfigError> {
-        if let Some(text) = super::var(SAGESTEP_MODELS_MEMORY) {
-            let bytes = parse_size(&text).ok_or(ConfigError::Invalid {
-                name: SAGESTEP_MODELS_MEMORY,
-                expected: "a number of bytes, optionally with a K, M, G, Ki, Mi or Gi suffix",
-                given: text,
-            })?;
-            return Ok(Self { bytes, source: SAGESTEP_MODELS_MEMORY.into() });
-        }
-        let (limit, source) = container_limit(Path::new("/"))
-            .or_else(|| mem_total(Path::new("/")).map(|b| (b, "MemTotal in /proc/meminfo (no cgroup limit)".into())))
-            .unwrap_or((u64::MAX, "nothing (no cgroup limit, no /proc/meminfo)".into()));
+        let (limit, source) = match super::var(SAGESTEP_MEMORY_LIMIT) {
+            Some(text) => (
+                parse_size(&text).ok_or(ConfigError::Invalid {
+                    name: SAGESTEP_MEMORY_LIMIT,
+                    expected: "a number of bytes, optionally with a K, M, G, Ki, Mi or Gi suffix",
+                    given: text,
+                })?,
+                SAGESTEP_MEMORY_LIMIT.to_string(),
+            ),
+            None => container_limit(Path::new("/"))
+                .or_else(|| {
+                    mem_total(Path::new("/")).map(|b| (b, "MemTotal in /proc/meminfo (no cgroup limit)".into()))
+                })
+                .unwrap_or((u64::MAX, "nothing (no cgroup limit, no /proc/meminfo)".into())),
+        };
         Ok(Self { bytes: limit.saturating_sub(reserve(limit)), source: format!("{limit} bytes from {source}") })
     }
 }
 
-/// Kept back from the limit: a tenth, at least 32 MiB (the server, requests of up to 6 MiB
-/// decoded on every core, a model being parsed) and at most 1 GiB.
+/// This process's resident memory (`VmRSS`), if the system says.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok()?.checked_mul(1024)
+}
+
+/// Kept back from the limit: a tenth, at least 32 MiB (requests of up to 6 MiB decoded on
+/// every core, the model being parsed, which takes a few times its file's size) and at most
+/// 1 GiB.
 fn reserve(limit: u64) -> u64 {
     (limit / 10).clamp(32 << 20, 1 << 30)
 }

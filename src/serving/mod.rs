@@ -144,6 +144,8 @@ pub enum ServeFailure {
     Model(#[from] crate::model::ModelError),
     #[error("the model loader stopped unexpectedly")]
     Loader,
+    #[error("cannot start the model loader thread: {0}")]
+    LoaderThread(#[source] std::io::Error),
 }
 
 type Loading = std::pin::Pin<Box<dyn Future<Output = Result<(), ServeFailure>> + Send>>;
@@ -161,7 +163,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeFailure> {
             if !mm.root.is_dir() {
                 tracing::warn!(root = %mm.root.display(), "the models root is not a directory (yet): loads fail until it is");
             }
-            let registry = Registry::new(mm);
+            let registry = Registry::new(mm).map_err(ServeFailure::LoaderThread)?;
             tracing::info!(
                 root = %mm.root.display(),
                 budget_bytes = mm.budget.bytes,

@@ -6,9 +6,10 @@
 //! `X-Amzn-SageMaker-Target-Model`).
 //!
 //! Loads that would take the models past the memory budget answer 507, so the platform
-//! unloads others and retries; nothing is evicted here. A load parses off the async
-//! workers, and the registry is locked only to look a name up or to add or remove one, so
-//! loading or unloading one model never waits for, or holds up, invocations of another.
+//! unloads others and retries; nothing is evicted here. Models are parsed and freed on one
+//! loader thread, off the async workers, and the registry is locked only to look a name up
+//! or to add or remove one, so loading or unloading one model never waits for, or holds up,
+//! invocations of another.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -29,7 +30,7 @@ use tokio::sync::Notify;
 
 use super::app::{execution_parameters_of, read_body, respond};
 use super::error::ServeError;
-use super::memory::MemoryBudget;
+use super::memory::{MemoryBudget, resident_bytes};
 use super::{ConfigError, ServeConfig};
 use crate::model::{Ensemble, ModelError};
 
@@ -91,6 +92,7 @@ pub struct Registry {
     models: RwLock<BTreeMap<String, Slot>>,
     /// Bytes of loaded models, and of unloaded ones still answering requests.
     used: AtomicU64,
+    loader: Loader,
 }
 
 /// An invocation's hold on a model: an unload waits until every lease is dropped.
@@ -119,14 +121,68 @@ impl Drop for Reservation<'_> {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread that parses every model and frees every unloaded one. mimalloc hands pages back
+/// to the system only through the thread that allocated them: freed from another thread, a
+/// model's memory would stay resident until its thread allocates again or exits (an idle
+/// tokio blocking thread, after 10 s), and an unload should give the memory back when it
+/// answers. One parse at a time is also what the memory reserve allows for.
+struct Loader(std::sync::mpsc::Sender<Job>);
+
+impl Loader {
+    fn start() -> std::io::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new().name("model-loader".into()).spawn(move || {
+            for job in queue {
+                job();
+            }
+        })?;
+        Ok(Self(jobs))
+    }
+
+    /// Run `work` on the loader thread; a panic in it is an internal error, not the thread's end.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ServeError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+        });
+        let stopped = || ServeError::Internal("the model loader thread has stopped".into());
+        self.0.send(job).map_err(|_| stopped())?;
+        match result.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(ServeError::Internal("loading the model panicked".into())),
+            Err(_) => Err(stopped()),
+        }
+    }
+
+    /// Drop `value` on the loader thread, which allocated it, and return the pages at once.
+    async fn free<T: Send + 'static>(&self, value: T) {
+        let freed = self.run(move || {
+            drop(value);
+            release_freed_memory();
+        });
+        if let Err(e) = freed.await {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Give the calling thread's freed pages back to the system now, not after mimalloc's delay.
+fn release_freed_memory() {
+    // SAFETY: mi_collect walks only the calling thread's heap; any thread may call it.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 impl Registry {
-    pub fn new(config: &MultiModelConfig) -> Self {
-        Self {
+    pub fn new(config: &MultiModelConfig) -> std::io::Result<Self> {
+        Ok(Self {
             root: config.root.clone(),
             budget: config.budget.bytes,
             models: RwLock::new(BTreeMap::new()),
             used: AtomicU64::new(0),
-        }
+            loader: Loader::start()?,
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Slot>> {
@@ -165,19 +221,25 @@ impl Registry {
         Ok(Reservation { registry: self, name: name.to_string() })
     }
 
-    /// Store a parsed model in its reserved name if the budget allows.
-    fn commit(&self, reservation: Reservation<'_>, url: String, ensemble: Ensemble) -> Result<u64, ServeError> {
+    /// Store a parsed model in its reserved name if the budget allows; else hand it back.
+    /// `resident` is the process's resident memory with the model parsed: the allocator's
+    /// overheads make it more than the bytes counted (see README), and it is what the
+    /// container's limit applies to.
+    fn commit(
+        &self,
+        reservation: Reservation<'_>,
+        url: String,
+        ensemble: Ensemble,
+        resident: u64,
+    ) -> Result<u64, (ServeError, Ensemble)> {
         let bytes = ensemble.heap_bytes() as u64 + ENTRY_BYTES;
         // Loads check and add under the write lock, so two cannot both take the last room.
         let mut models = self.write();
         let used = self.used.load(Ordering::Acquire);
-        if used.saturating_add(bytes) > self.budget {
-            return Err(ServeError::InsufficientMemory {
-                name: reservation.name.clone(),
-                needed: bytes,
-                used,
-                budget: self.budget,
-            });
+        if used.saturating_add(bytes) > self.budget || resident > self.budget {
+            let name = reservation.name.clone();
+            let refused = ServeError::InsufficientMemory { name, needed: bytes, used, resident, budget: self.budget };
+            return Err((refused, ensemble));
         }
         self.used.fetch_add(bytes, Ordering::AcqRel);
         let loaded = Loaded {
@@ -192,8 +254,9 @@ impl Registry {
         Ok(bytes)
     }
 
-    /// Remove the name at once (new requests get 404), then wait for the requests in flight.
-    async fn unload(&self, name: &str) -> Result<Arc<Loaded>, ServeError> {
+    /// Remove the name at once (new requests get 404), wait for the requests in flight, then
+    /// free the model: its url and the bytes it held.
+    async fn unload(&self, name: &str) -> Result<(String, u64), ServeError> {
         let model = {
             let mut models = self.write();
             // A name still loading is not loaded: it stays with its load.
@@ -213,8 +276,10 @@ impl Registry {
             }
             idle.await;
         }
-        self.used.fetch_sub(model.bytes.load(Ordering::Acquire), Ordering::AcqRel);
-        Ok(model)
+        let (url, bytes) = (model.url.clone(), model.bytes.load(Ordering::Acquire));
+        self.loader.free(model).await;
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        Ok((url, bytes))
     }
 
     /// A sparse request makes the model's projection (a renumbered copy): count it too.
@@ -368,12 +433,24 @@ async fn try_load(state: &Arc<MultiModelState>, headers: &HeaderMap, body: Body)
     let reservation = registry.reserve(&request.model_name)?;
     let parsing = Arc::clone(state);
     let url = request.url.clone();
-    let ensemble = tokio::task::spawn_blocking(move || parsing.registry.read_model(&url))
-        .await
-        .map_err(|e| ServeError::Internal(format!("loading stopped: {e}")))??;
+    let (ensemble, resident) = registry
+        .loader
+        .run(move || {
+            let ensemble = parsing.registry.read_model(&url)?;
+            // The parse's garbage returned first, so that what is resident is what stays.
+            release_freed_memory();
+            Ok::<_, ServeError>((ensemble, resident_bytes().unwrap_or(0)))
+        })
+        .await??;
     let trees: usize = ensemble.members.iter().map(|m| m.model.forest.trees.len()).sum();
     let format = ensemble.members[0].model.format;
-    let bytes = registry.commit(reservation, request.url.clone(), ensemble)?;
+    let bytes = match registry.commit(reservation, request.url.clone(), ensemble, resident) {
+        Ok(bytes) => bytes,
+        Err((refused, ensemble)) => {
+            registry.loader.free(ensemble).await;
+            return Err(refused);
+        }
+    };
     tracing::info!(
         model = request.model_name,
         url = request.url,
@@ -381,6 +458,7 @@ async fn try_load(state: &Arc<MultiModelState>, headers: &HeaderMap, body: Body)
         trees,
         bytes,
         used = registry.used.load(Ordering::Relaxed),
+        resident,
         budget = registry.budget,
         millis = started.elapsed().as_millis() as u64,
         "model loaded"
@@ -486,15 +564,15 @@ async fn unload(State(state): State<Arc<MultiModelState>>, name: Result<UrlPath<
     };
     let started = Instant::now();
     match state.registry.unload(&name).await {
-        Ok(model) => {
+        Ok((url, bytes)) => {
             tracing::info!(
                 model = name,
-                bytes = model.bytes.load(Ordering::Relaxed),
+                bytes,
                 used = state.registry.used.load(Ordering::Relaxed),
                 millis = started.elapsed().as_millis() as u64,
                 "model unloaded"
             );
-            json(StatusCode::OK, summary(&name, &model))
+            json(StatusCode::OK, serde_json::json!({"modelName": name, "modelUrl": url}))
         }
         Err(e) => e.into_response(),
     }
