@@ -401,43 +401,92 @@ fn model_bytes(dir: &Path) -> u64 {
     ensemble.heap_bytes() as u64
 }
 
+/// `count` models, each a hard link to `source` (`m0`, `m1`, ...): their urls.
+fn linked_models(root: &Path, source: &Path, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let dir = root.join(format!("m{i}/model"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::hard_link(source, dir.join("xgboost-model")).unwrap();
+            format!("/opt/ml/models/m{i}/model")
+        })
+        .collect()
+}
+
+/// The resident bytes of the container's server process, read from the host.
+fn container_rss(mme: &Mme) -> u64 {
+    let inspect = Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &mme.name]).output().unwrap();
+    let pid = String::from_utf8(inspect.stdout).unwrap().trim().to_string();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Load `urls` in turn until one answers 507: how many loaded, and the refusal.
+fn load_until_refused(mme: &Mme, urls: &[String]) -> (usize, Value) {
+    for (i, url) in urls.iter().enumerate() {
+        let (status, body) = mme.load(&format!("m{i}"), url);
+        if status == 507 {
+            return (i, body);
+        }
+        assert_eq!(status, 200, "m{i}: {body}");
+    }
+    panic!("{} models loaded without a 507", urls.len());
+}
+
+fn ready_line(mme: &Mme) -> Value {
+    let logs = mme.logs();
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "multi-model mode: ready")
+        .unwrap_or_else(|| panic!("no ready line in\n{logs}"))
+}
+
 #[test]
-fn mme_answers_507_beyond_the_memory_budget_and_reads_the_cgroup_limit() {
+fn mme_answers_507_before_the_memory_limit_and_reads_the_cgroup_limit() {
     let root = tempfile::tempdir().unwrap();
-    let case = fixtures().join("3.2.0/reg_l1_l2");
-    let a = place(root.path(), "a", "xgboost-model", &case.join("xgboost-model"));
-    let b = place(root.path(), "b", "xgboost-model", &case.join("xgboost-model"));
-    // Room for one model and a half.
-    let budget = model_bytes(&root.path().join("a/model")) * 3 / 2;
-    let mme = Mme::start(root.path(), None, &[], &[("SAGESTEP_MODELS_MEMORY", &budget.to_string())]);
-    assert_eq!(mme.load("a", &a).0, 200);
-    let (status, body) = mme.load("b", &b);
-    assert_eq!((status, error_type(&body)), (507, "insufficient_memory"), "{body}");
+    let scratch = tempfile::tempdir().unwrap();
+    // About 1.2 MB resident each: a 64 MiB limit leaves room for a few dozen.
+    let urls = linked_models(root.path(), &slow_model(scratch.path(), 40), 120);
+    let mme = Mme::start(root.path(), None, &[], &[("SAGESTEP_MEMORY_LIMIT", "64Mi")]);
+    let budget = (64u64 << 20) - (32 << 20);
+    assert_eq!(ready_line(&mme)["budget_bytes"], budget);
+    let (loaded, body) = load_until_refused(&mme, &urls);
+    assert_eq!(error_type(&body), "insufficient_memory", "{body}");
     assert!(body["error"].as_str().unwrap().contains(&format!("{budget}-byte budget")), "{body}");
-    assert_eq!(mme.list_all(10).0, ["a"]);
+    let rss = container_rss(&mme);
+    eprintln!("{loaded} models loaded within a {budget}-byte budget; resident {rss}");
+    assert!(loaded >= 10, "only {loaded} models fitted: {body}");
+    assert!(rss <= budget + (4 << 20), "resident {rss} went past the budget {budget}");
+    assert_eq!(mme.list_all(100).0.len(), loaded, "the refused model is not kept");
     // Unloading gives the room back.
-    assert_eq!(mme.delete("a").0, 200);
-    assert_eq!(mme.load("b", &b).0, 200);
+    assert_eq!(mme.delete("m0").0, 200);
+    assert_eq!(mme.load(&format!("m{loaded}"), &urls[loaded]).0, 200);
     // A sparse request makes the model's projection: it is counted too.
-    let (_, before) = mme.get("/models/b");
-    let rows = read_csv(&case.join("X.csv"));
+    let (_, before) = mme.get("/models/m1");
+    let rows = read_csv(&fixtures().join("3.2.0/reg_l1_l2/X.csv"));
     let (status, _, _) =
-        mme.invoke("/models/b/invoke", &[("Content-Type", "text/libsvm")], libsvm_body(&rows[..3]).as_bytes());
+        mme.invoke("/models/m1/invoke", &[("Content-Type", "text/libsvm")], libsvm_body(&rows[..3]).as_bytes());
     assert_eq!(status, 200);
-    let (_, after) = mme.get("/models/b");
+    let (_, after) = mme.get("/models/m1");
     assert!(after["memoryBytes"].as_u64() > before["memoryBytes"].as_u64(), "{before} {after}");
     drop(mme);
 
-    // No override: the budget is the container's memory limit less the reserve (32 MiB here).
-    let limited = Mme::start(root.path(), None, &["--memory", "256m"], &[]);
-    let logs = limited.logs();
-    let ready: Value = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|l| l["message"] == "multi-model mode: ready")
-        .unwrap_or_else(|| panic!("no ready line in\n{logs}"));
-    assert_eq!(ready["budget_bytes"], (256u64 << 20) - (32 << 20), "{ready}");
+    // No override: the container's own limit (the cgroup), less the 32 MiB reserve; loading
+    // until refused never gets the server killed.
+    let limited = Mme::start(root.path(), None, &["--memory", "96m", "--memory-swap", "96m"], &[]);
+    let ready = ready_line(&limited);
+    assert_eq!(ready["budget_bytes"], (96u64 << 20) - (32 << 20), "{ready}");
     assert!(ready["budget_source"].as_str().unwrap().contains("cgroup"), "{ready}");
+    let (loaded, body) = load_until_refused(&limited, &urls);
+    assert_eq!(error_type(&body), "insufficient_memory", "{body}");
+    let one = csv_body(&rows[..1]);
+    assert_eq!(limited.invoke("/models/m0/invoke", &[("Content-Type", "text/csv")], one.as_bytes()).0, 200);
+    let state = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}}", &limited.name])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(state.stdout).unwrap().trim(), "true false", "after {loaded} loads");
 }
 
 /// A copy of a fixture model with its trees repeated, so that a large request takes seconds.
@@ -457,7 +506,7 @@ fn mme_unload_waits_for_the_request_in_flight_and_blocks_no_other_model() {
     let root = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let case = fixtures().join("3.2.0/reg_l1_l2");
-    let big = place(root.path(), "big", "xgboost-model", &slow_model(scratch.path(), 40));
+    let big = place(root.path(), "big", "xgboost-model", &slow_model(scratch.path(), 100));
     let small = place(root.path(), "small", "xgboost-model", &case.join("xgboost-model"));
     let other = place(root.path(), "other", "xgboost-model", &case.join("xgboost-model"));
     let mme = Arc::new(Mme::start(root.path(), None, &[], &[]));
@@ -540,4 +589,26 @@ fn mme_concurrent_loads_of_one_name_load_it_once() {
     assert_eq!(loaded, 1, "parsed and stored once");
     let (_, described) = mme.get("/models/m");
     assert!(described["memoryBytes"].as_u64().unwrap() < 2 * model_bytes(&root.path().join("m/model")), "{described}");
+}
+
+#[test]
+fn mme_unload_gives_the_memory_back_when_it_answers() {
+    let root = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let urls = linked_models(root.path(), &slow_model(scratch.path(), 40), 40);
+    let mme = Mme::start(root.path(), None, &[], &[]);
+    let before = container_rss(&mme);
+    for (i, url) in urls.iter().enumerate() {
+        assert_eq!(mme.load(&format!("m{i}"), url).0, 200);
+    }
+    let loaded = container_rss(&mme);
+    let accounted: u64 =
+        (0..urls.len()).map(|i| mme.get(&format!("/models/m{i}")).1["memoryBytes"].as_u64().unwrap()).sum();
+    for i in 0..urls.len() {
+        assert_eq!(mme.delete(&format!("m{i}")).0, 200);
+    }
+    let after = container_rss(&mme);
+    eprintln!("resident: {before} before, {loaded} loaded ({accounted} accounted), {after} after the unloads");
+    assert!(loaded - before > accounted / 2, "the models were not resident");
+    assert!(after < before + accounted / 10, "the unloads kept {} of {accounted} bytes", after.saturating_sub(before));
 }
