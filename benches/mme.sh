@@ -68,7 +68,7 @@ print(f"per tree node ({nodes / count:.0f} nodes a model): resident {(after - be
 PY
 
 latency() { # port script path label [models to spread over]
-  out=$(BODY="$work/one-row.csv" MODELS=${5:-$models} taskset -c 0 wrk -t1 -c8 -d"$duration" -s "$2" --latency \
+  out=$(BODY="$work/one-row.csv" MODELS=${5:-$models} taskset -c 0 wrk -t1 -c"$conns" -d"$duration" -s "$2" --latency \
     "http://127.0.0.1:$1$3")
   printf '%-44s %8.0f requests/s  p50 %8s  p99 %8s %s\n' "$4" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
@@ -83,11 +83,15 @@ request = function()
   return wrk.format("POST", string.format("/models/m%04d/invoke", math.random(0, count - 1)), headers, body)
 end
 LUA
-echo "one-row CSV, server on core 1, wrk (1 thread, 8 connections) on core 0:"
-latency $single "$shared/bench/post-body.lua" /invocations "single-model server, /invocations"
-latency $mme "$work/spread.lua" / "multi-model server, spread over $models models"
-latency $mme "$work/spread.lua" / "multi-model server, all to one of its models" 1
-latency $single "$shared/bench/post-body.lua" /invocations "single-model server again"
+# 8 connections keep the server's core busy (latency then follows throughput); one connection
+# shows a request's own latency.
+for conns in 8 1; do
+  echo "one-row CSV, server on core 1, wrk (1 thread, $conns connections) on core 0:"
+  latency $single "$shared/bench/post-body.lua" /invocations "single-model server, /invocations"
+  latency $mme "$work/spread.lua" / "multi-model server, spread over $models models"
+  latency $mme "$work/spread.lua" / "multi-model server, all to one of its models" 1
+  latency $single "$shared/bench/post-body.lua" /invocations "single-model server again"
+done
 
 python3 - "$mme" "$mme_pid" "$models" <<'PY'
 import http.client, sys, time
