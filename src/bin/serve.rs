@@ -12,7 +12,9 @@ use sagestep::serving::{self, ServeConfig};
 ///
 /// Port 8080 or `SAGEMAKER_BIND_TO_PORT`; model from `/opt/ml/model`. Honours
 /// `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`, `SAGEMAKER_INFERENCE_OUTPUT` and the batch
-/// transform variables.
+/// transform variables. With `SAGEMAKER_MULTI_MODEL=true`, serves a multi-model endpoint:
+/// models load on request from below `/opt/ml/models`, within the container's memory limit
+/// (or `SAGESTEP_MEMORY_LIMIT`).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -22,6 +24,9 @@ struct Args {
     /// Model file, model.tar.gz, or a directory of them [default: <ml root>/model]
     #[arg(long, env = "SAGESTEP_MODEL_DIR")]
     model_dir: Option<PathBuf>,
+    /// Multi-model mode: the directory every model `url` must lie in [default: <ml root>/models]
+    #[arg(long, env = "SAGESTEP_MODELS_ROOT")]
+    models_root: Option<PathBuf>,
     /// Port to listen on [default: SAGEMAKER_BIND_TO_PORT, else 8080]
     #[arg(long)]
     port: Option<u16>,
@@ -30,8 +35,10 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     sagestep::logging::init();
-    let model_dir = args.model_dir.unwrap_or_else(|| MlRoot::from_env().model_dir());
-    let config = match ServeConfig::from_env(model_dir, args.port) {
+    let ml = MlRoot::from_env();
+    let model_dir = args.model_dir.unwrap_or_else(|| ml.model_dir());
+    let models_root = args.models_root.unwrap_or_else(|| ml.root().join("models"));
+    let config = match ServeConfig::from_env(model_dir, models_root, args.port) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("{e}");

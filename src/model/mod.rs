@@ -202,23 +202,33 @@ impl Ensemble {
     /// Load a model file, a `model.tar.gz`, or a directory of either. Archives are read in
     /// memory, never unpacked to disk.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let files = Self::candidate_files(path)?;
+        Self::load_files(path, files)
+    }
+
+    /// The files [`Ensemble::load`] reads for `path`: the path itself when it is a file,
+    /// else the directory's regular, non-hidden files (links followed), sorted.
+    pub fn candidate_files(path: &Path) -> Result<Vec<PathBuf>, ModelError> {
         let io = |source| ModelError::Io { path: path.to_path_buf(), source };
         let meta = std::fs::metadata(path).map_err(io)?;
-        let files = if meta.is_dir() {
-            let mut files = Vec::new();
-            for entry in std::fs::read_dir(path).map_err(io)? {
-                let entry = entry.map_err(io)?;
-                let name = entry.file_name();
-                let p = entry.path();
-                if !name.to_string_lossy().starts_with('.') && std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
-                    files.push(p);
-                }
+        if !meta.is_dir() {
+            return Ok(vec![path.to_path_buf()]);
+        }
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            let p = entry.path();
+            if !name.to_string_lossy().starts_with('.') && std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+                files.push(p);
             }
-            files.sort();
-            files
-        } else {
-            vec![path.to_path_buf()]
-        };
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Load `files` (from [`Ensemble::candidate_files`]) as the models of `path`.
+    pub fn load_files(path: &Path, files: Vec<PathBuf>) -> Result<Self, ModelError> {
         let mut members = Vec::new();
         for file in files {
             let bytes = std::fs::read(&file).map_err(|source| ModelError::Io { path: file.clone(), source })?;
@@ -244,6 +254,27 @@ impl Ensemble {
 
     pub fn new(members: Vec<Member>) -> Self {
         Self { members, projection: std::sync::OnceLock::new() }
+    }
+
+    /// See [`Forest::compact`].
+    pub fn compact(&mut self) {
+        for member in &mut self.members {
+            member.model.forest.compact();
+        }
+        self.members.shrink_to_fit();
+    }
+
+    /// Bytes the models hold on the heap ([`Forest::heap_bytes`]), without the projection.
+    pub fn heap_bytes(&self) -> usize {
+        self.members
+            .iter()
+            .map(|m| m.name.capacity() + std::mem::size_of::<Member>() + m.model.forest.heap_bytes())
+            .sum()
+    }
+
+    /// The projection, if a sparse request has made it.
+    pub fn made_projection(&self) -> Option<&Projection> {
+        self.projection.get().map(|p| &**p)
     }
 
     /// The ensemble on the features its splits read (made once).

@@ -68,14 +68,29 @@ async fn ping(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn execution_parameters(State(state): State<Arc<AppState>>) -> Response {
-    let body = serde_json::to_string(&state.config.execution).expect("serializes");
+    execution_parameters_of(&state.config)
+}
+
+pub(super) fn execution_parameters_of(config: &ServeConfig) -> Response {
+    let body = serde_json::to_string(&config.execution).expect("serializes");
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn invocations(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    respond(&state.config, &headers, body, || state.model().cloned()).await
+}
+
+/// An invocation on the model `model` finds once the body is in: the response, with the
+/// custom attributes echoed and one debug line.
+pub(super) async fn respond(
+    config: &ServeConfig,
+    headers: &HeaderMap,
+    body: Body,
+    model: impl FnOnce() -> Result<Arc<Ensemble>, ServeError>,
+) -> Response {
     let started = Instant::now();
     let custom = headers.get(CUSTOM_ATTRIBUTES).cloned();
-    let result = invoke(&state, &headers, body).await;
+    let result = invoke(config, headers, body, model).await;
     let (mut response, rows) = match result {
         Ok((response, rows)) => (response, rows),
         Err(e) => (e.into_response(), 0),
@@ -101,8 +116,12 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&
         .transpose()
 }
 
-async fn invoke(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(Response, usize), ServeError> {
-    let config = &state.config;
+async fn invoke(
+    config: &ServeConfig,
+    headers: &HeaderMap,
+    body: Body,
+    model: impl FnOnce() -> Result<Arc<Ensemble>, ServeError>,
+) -> Result<(Response, usize), ServeError> {
     let limit = config.max_payload_bytes;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     // The body is read (or, when too large, drained up to a bound) before any answer, so that
@@ -110,7 +129,7 @@ async fn invoke(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(Re
     let bytes = read_body(body, limit, declared, config.body_timeout).await?;
     let input = Input::parse(header_text(headers, header::CONTENT_TYPE)?)?;
     let output = Output::negotiate(header_text(headers, header::ACCEPT)?, config.default_accept)?;
-    let ensemble = state.model()?;
+    let ensemble = &model()?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok((StatusCode::NO_CONTENT.into_response(), 0));
     }
@@ -149,7 +168,7 @@ async fn invoke(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(Re
 /// sending more is cut off.
 const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 
-async fn read_body(
+pub(super) async fn read_body(
     body: Body,
     limit: u64,
     declared: Option<u64>,

@@ -23,6 +23,24 @@ pub enum ServeError {
     Timeout(u64),
     #[error("the model is still loading")]
     NotReady,
+    /// Multi-model: a request body that is not what the route takes.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Multi-model: `model_name` or `url` refused (the caller's mistake, or hostile).
+    #[error("`{field}` {problem}. Given: `{given}`")]
+    InvalidField { field: &'static str, problem: String, given: String },
+    /// Multi-model: the `url` holds nothing that loads as a model.
+    #[error("the model at `{url}` cannot be loaded: {problem}")]
+    BadModel { url: String, problem: String },
+    #[error("model `{0}` is not loaded")]
+    ModelNotLoaded(String),
+    #[error("model `{0}` is already loaded")]
+    AlreadyLoaded(String),
+    #[error(
+        "model `{name}` needs {needed} bytes of memory; loaded models hold {used} bytes and the server {resident} \
+         resident bytes, of a {budget}-byte budget. Unload a model and retry"
+    )]
+    InsufficientMemory { name: String, needed: u64, used: u64, resident: u64, budget: u64 },
     #[error("{0}")]
     Internal(String),
 }
@@ -36,6 +54,10 @@ impl ServeError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadRequest(_) | Self::InvalidField { .. } | Self::BadModel { .. } => StatusCode::BAD_REQUEST,
+            Self::ModelNotLoaded(_) => StatusCode::NOT_FOUND,
+            Self::AlreadyLoaded(_) => StatusCode::CONFLICT,
+            Self::InsufficientMemory { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -48,6 +70,13 @@ impl ServeError {
             Self::TooLarge { .. } => "payload_too_large",
             Self::Timeout(_) => "request_timeout",
             Self::NotReady => "model_not_ready",
+            Self::BadRequest(_) => "bad_request",
+            Self::InvalidField { field: "model_name", .. } => "invalid_model_name",
+            Self::InvalidField { .. } => "invalid_url",
+            Self::BadModel { .. } => "invalid_model",
+            Self::ModelNotLoaded(_) => "model_not_found",
+            Self::AlreadyLoaded(_) => "model_already_loaded",
+            Self::InsufficientMemory { .. } => "insufficient_memory",
             Self::Internal(_) => "internal_error",
         }
     }

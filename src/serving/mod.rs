@@ -1,11 +1,14 @@
 //! The serve step: SageMaker's inference contract (`/ping`, `/invocations`,
-//! `/execution-parameters`) for real-time endpoints and batch transform.
+//! `/execution-parameters`) for real-time endpoints and batch transform, and multi-model
+//! endpoints (`multi_model`).
 //!
 //! Knows nothing of how models are stored: it asks `model::Ensemble` to load a directory.
 
 pub mod app;
 pub mod codec;
 pub mod error;
+pub mod memory;
+pub mod multi_model;
 pub use crate::data::recordio;
 
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use crate::contract::env;
 use crate::model::Ensemble;
 pub use app::{AppState, ExecutionParameters, app};
 use codec::Output;
+use multi_model::{MultiModelConfig, MultiModelState, Registry};
 
 /// The real-time payload limit, as the built-in server's `MAX_CONTENT_LENGTH` (6 MiB).
 pub const REALTIME_MAX_PAYLOAD: u64 = 6 * 1024 * 1024;
@@ -38,6 +42,8 @@ pub struct ServeConfig {
     pub body_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub drain_timeout: Duration,
+    /// Multi-model endpoints: `model_dir` is not read; models load on request.
+    pub multi_model: Option<MultiModelConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +61,9 @@ fn parse_var<T: std::str::FromStr>(name: &'static str, expected: &'static str) -
 }
 
 impl ServeConfig {
-    /// SageMaker's environment: port, default Accept, selectable output, batch variables.
-    pub fn from_env(model_dir: PathBuf, port: Option<u16>) -> Result<Self, ConfigError> {
+    /// SageMaker's environment: port, default Accept, selectable output, batch variables,
+    /// multi-model mode (whose `url`s must lie in `models_root`).
+    pub fn from_env(model_dir: PathBuf, models_root: PathBuf, port: Option<u16>) -> Result<Self, ConfigError> {
         let port = match port {
             Some(p) => p,
             None => parse_var(env::SAGEMAKER_BIND_TO_PORT, "a port number")?.unwrap_or(8080),
@@ -120,6 +127,7 @@ impl ServeConfig {
             header_timeout: Duration::from_secs(request_timeout.min(10)),
             body_timeout: Duration::from_secs(request_timeout),
             drain_timeout: Duration::from_secs(25),
+            multi_model: MultiModelConfig::from_env(models_root)?,
         })
     }
 }
@@ -136,21 +144,45 @@ pub enum ServeFailure {
     Model(#[from] crate::model::ModelError),
     #[error("the model loader stopped unexpectedly")]
     Loader,
+    #[error("cannot start the model loader thread: {0}")]
+    LoaderThread(#[source] std::io::Error),
 }
 
+type Loading = std::pin::Pin<Box<dyn Future<Output = Result<(), ServeFailure>> + Send>>;
+
 /// Bind, load the model beside the listener (so `/ping` answers 503 until it is ready), serve
-/// until SIGTERM or Ctrl-C, then stop accepting and let in-flight requests finish.
+/// until SIGTERM or Ctrl-C, then stop accepting and let in-flight requests finish. In
+/// multi-model mode nothing loads at start and `/ping` answers 200 at once.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeFailure> {
     let port = config.port;
     let listener =
         tokio::net::TcpListener::bind(("0.0.0.0", port)).await.map_err(|source| ServeFailure::Bind { port, source })?;
     tracing::info!(port, "listening");
-    let state = Arc::new(AppState::new(config.clone()));
-    let router = app(Arc::clone(&state));
+    let (router, loading) = match &config.multi_model {
+        Some(mm) => {
+            if !mm.root.is_dir() {
+                tracing::warn!(root = %mm.root.display(), "the models root is not a directory (yet): loads fail until it is");
+            }
+            let registry = Registry::new(mm).map_err(ServeFailure::LoaderThread)?;
+            tracing::info!(
+                root = %mm.root.display(),
+                budget_bytes = mm.budget.bytes,
+                budget_source = mm.budget.source,
+                "multi-model mode: ready"
+            );
+            let state = Arc::new(MultiModelState { config: config.clone(), registry });
+            (multi_model::app(state), None)
+        }
+        None => {
+            let state = Arc::new(AppState::new(config.clone()));
+            (app(Arc::clone(&state)), Some(load_single(config.model_dir.clone(), state)))
+        }
+    };
+    accept(listener, router, &config, loading).await
+}
 
-    let model_dir = config.model_dir.clone();
-    let loaded_state = Arc::clone(&state);
-    let mut loading = tokio::task::spawn_blocking(move || {
+fn load_single(model_dir: PathBuf, state: Arc<AppState>) -> Loading {
+    let task = tokio::task::spawn_blocking(move || {
         let ensemble = Ensemble::load(&model_dir)?;
         let first = ensemble.first();
         tracing::info!(
@@ -162,9 +194,27 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeFailure> {
             xgboost_version = first.version.map(|v| v.to_string()),
             "model ready"
         );
-        loaded_state.set_model(ensemble);
+        state.set_model(ensemble);
         Ok::<(), crate::model::ModelError>(())
     });
+    Box::pin(async move {
+        match task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ServeFailure::Model(e)),
+            Err(_) => Err(ServeFailure::Loader),
+        }
+    })
+}
+
+/// The accept loop: each connection served with the header timeout; a failed model load
+/// stops the server; SIGTERM or Ctrl-C stops accepting and drains.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    config: &ServeConfig,
+    loading: Option<Loading>,
+) -> Result<(), ServeFailure> {
+    let mut loading = loading.unwrap_or_else(|| Box::pin(std::future::pending()));
     let mut loaded = false;
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -194,11 +244,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeFailure> {
             }
             result = &mut loading, if !loaded => {
                 loaded = true;
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(ServeFailure::Model(e)),
-                    Err(_) => return Err(ServeFailure::Loader),
-                }
+                result?;
             }
             () = &mut shutdown => break,
         }

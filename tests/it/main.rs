@@ -7,6 +7,7 @@ mod drift;
 mod evaluate;
 mod hist;
 mod hostile;
+mod mme;
 mod model;
 mod monitor;
 mod pipeline;

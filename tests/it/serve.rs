@@ -119,14 +119,47 @@ fn expected(model: &Path, rows: &[Vec<f32>]) -> Vec<f32> {
     ensemble.predict(&Matrix::new(&flat, rows[0].len()), TreeLimit::SageMaker)
 }
 
-fn csv_body(rows: &[Vec<f32>]) -> String {
+pub fn csv_body(rows: &[Vec<f32>]) -> String {
     rows.iter()
         .map(|r| r.iter().map(|v| if v.is_nan() { String::new() } else { v.to_string() }).collect::<Vec<_>>().join(","))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-fn parse_lines(body: &[u8]) -> Vec<f32> {
+/// libsvm lines: absent entries are missing; the leading label is ignored.
+pub fn libsvm_body(rows: &[Vec<f32>]) -> String {
+    rows.iter()
+        .map(|r| {
+            let pairs: Vec<String> =
+                r.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(|(i, v)| format!("{i}:{v}")).collect();
+            format!("0 {}\n", pairs.join(" "))
+        })
+        .collect()
+}
+
+/// Rows as JSON lists, `null` for missing.
+pub fn json_rows(rows: &[Vec<f32>]) -> Vec<serde_json::Value> {
+    rows.iter()
+        .map(|r| {
+            serde_json::Value::from(r.iter().map(|v| if v.is_nan() { None } else { Some(*v) }).collect::<Vec<_>>())
+        })
+        .collect()
+}
+
+/// RecordIO-protobuf payloads of the rows: dense, and sparse (NaN entries absent).
+pub fn recordio_bodies(rows: &[Vec<f32>]) -> (Vec<u8>, Vec<u8>) {
+    let (mut dense, mut sparse) = (Vec::new(), Vec::new());
+    for r in rows {
+        recordio::write_frame(&recordio::feature_record(r, &[], &[]), &mut dense);
+        let (keys, values): (Vec<u64>, Vec<f32>) =
+            r.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(|(i, v)| (i as u64, *v)).unzip();
+        recordio::write_frame(&recordio::feature_record(&values, &keys, &[r.len() as u64]), &mut sparse);
+    }
+    (dense, sparse)
+}
+
+/// Every value of every CSV line.
+pub fn parse_lines(body: &[u8]) -> Vec<f32> {
     String::from_utf8(body.to_vec())
         .unwrap()
         .lines()
@@ -134,7 +167,7 @@ fn parse_lines(body: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
+pub fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
@@ -152,15 +185,7 @@ fn every_content_type_predicts_what_the_model_module_predicts() {
         assert!(body.ends_with(b"\n"));
         assert_eq!(bits(&parse_lines(&body)), want, "{version} csv");
 
-        // libsvm: absent entries are missing; the leading label is ignored.
-        let libsvm: String = rows
-            .iter()
-            .map(|r| {
-                let pairs: Vec<String> =
-                    r.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(|(i, v)| format!("{i}:{v}")).collect();
-                format!("0 {}\n", pairs.join(" "))
-            })
-            .collect();
+        let libsvm = libsvm_body(&rows);
         let (status, _, body) = server.invoke(Some("text/libsvm"), None, libsvm.as_bytes());
         assert_eq!(status, 200);
         assert_eq!(bits(&parse_lines(&body)), want, "{version} libsvm");
@@ -168,12 +193,7 @@ fn every_content_type_predicts_what_the_model_module_predicts() {
         let (status, _, body) = server.invoke(None, None, libsvm.as_bytes());
         assert_eq!((status, bits(&parse_lines(&body))), (200, want.clone()));
 
-        let json_rows: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| {
-                serde_json::Value::from(r.iter().map(|v| if v.is_nan() { None } else { Some(*v) }).collect::<Vec<_>>())
-            })
-            .collect();
+        let json_rows = json_rows(&rows);
         let instances = serde_json::json!({ "instances": json_rows }).to_string();
         let (status, ct, body) =
             server.invoke(Some("application/json"), Some("application/json"), instances.as_bytes());
@@ -198,14 +218,7 @@ fn every_content_type_predicts_what_the_model_module_predicts() {
         assert_eq!(bits(&scores), want);
 
         // RecordIO-protobuf, dense and sparse, answered in RecordIO.
-        let mut dense = Vec::new();
-        let mut sparse = Vec::new();
-        for r in &rows {
-            recordio::write_frame(&recordio::feature_record(r, &[], &[]), &mut dense);
-            let (keys, values): (Vec<u64>, Vec<f32>) =
-                r.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(|(i, v)| (i as u64, *v)).unzip();
-            recordio::write_frame(&recordio::feature_record(&values, &keys, &[r.len() as u64]), &mut sparse);
-        }
+        let (dense, sparse) = recordio_bodies(&rows);
         for (name, payload) in [("dense", dense), ("sparse", sparse)] {
             let (status, ct, body) = server.invoke(
                 Some("application/x-recordio-protobuf"),
