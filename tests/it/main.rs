@@ -5,6 +5,7 @@ mod distributed;
 mod evaluate;
 mod hist;
 mod model;
+mod multi_instance;
 mod pipeline;
 mod preprocess;
 mod python_interop;
