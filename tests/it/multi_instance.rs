@@ -352,9 +352,9 @@ fn two_transform_instances_write_one_out_per_object() {
     }
 }
 
-/// A host that fails ends the job at once: the other host, which would run forever (a model
-/// server), is stopped, and the failure is the failing host's. Both hosts serve on one fixed
-/// port, so whichever binds second fails.
+/// A host that fails ends the job at once: the other host, which would run until the job's
+/// 30 s deadline (a model server), is stopped, and the failure is the failing host's. Both
+/// hosts serve on one fixed port, so whichever binds second fails.
 #[test]
 fn a_failing_host_stops_the_others() {
     let store = Store::new();
@@ -364,12 +364,13 @@ fn a_failing_host_stops_the_others() {
         "AppSpecification": {"ImageUri": "sagestep-serve:0.1.0",
             "ContainerArguments": ["serve", "--model-dir", "/opt/ml/processing/model", "--port", port]},
         "RoleArn": ROLE,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 30},
         "ProcessingInputs": [{"InputName": "model", "S3Input": {"S3Uri": model_uri(), "LocalPath": "/opt/ml/processing/model",
             "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}]}});
     let started = Instant::now();
     let (output, record) = store.run(&with_model(vec![serving]), &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(started.elapsed() < Duration::from_secs(60), "the job waited for the surviving host");
+    assert!(started.elapsed() < Duration::from_secs(20), "the job waited for the surviving host");
     let error = step(&record, "Serving")["error"].as_str().unwrap().to_string();
     assert!(error.starts_with("host algo-1: ") || error.starts_with("host algo-2: "), "{error}");
     assert_eq!(error.matches("host algo-").count(), 1, "{error}");
@@ -447,6 +448,17 @@ fn whole_pipeline_on_several_instances(engine: &str) {
     let out_files = store.files(&predictions_uri);
     assert!(!out_files.is_empty() && out_files.iter().all(|f| f.ends_with(".out")), "{out_files:?}");
     assert_eq!(lines_under(&store, &predictions_uri).len(), unlabelled.len(), "one prediction per unlabelled row");
+    // Each job ran on its instances: every host left its log.
+    let logs = names(&store.dir.path().join(format!(".sagestep/executions/{id}/logs")));
+    let preprocess = step(&record, "PreprocessAutoMpgData")["properties"]["ProcessingJobName"].as_str().unwrap();
+    let evaluate = step(&record, "EvaluateTopModel")["properties"]["ProcessingJobName"].as_str().unwrap();
+    let mut expected: Vec<String> = [preprocess, evaluate].iter().map(|job| format!("{job}-algo-2.log")).collect();
+    for summary in step(&record, "HPTuning")["properties"]["TrainingJobSummaries"].as_array().unwrap() {
+        expected.push(format!("{}-algo-3.log", summary["TrainingJobName"].as_str().unwrap()));
+    }
+    for log in &expected {
+        assert!(logs.contains(log), "no {log} in {logs:?}");
+    }
     if engine == "docker" {
         assert_eq!(docker_networks(id), "", "networks left behind");
         assert_eq!(docker_containers(id), "", "containers left behind");

@@ -46,7 +46,7 @@ impl Distribution {
 /// objects get none (SageMaker gives "about 1/n" without saying how; this is our rule).
 pub fn distribute(objects: &[Found], hosts: usize, distribution: Distribution) -> Vec<Vec<Found>> {
     let mut sorted = objects.to_vec();
-    sorted.sort_by(|a, b| a.location.to_string().cmp(&b.location.to_string()));
+    sorted.sort_by_cached_key(|f| f.location.to_string());
     (0..hosts)
         .map(|host| match distribution {
             Distribution::FullyReplicated => sorted.clone(),
