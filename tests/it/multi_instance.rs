@@ -374,6 +374,7 @@ fn a_failing_host_stops_the_others() {
     let error = step(&record, "Serving")["error"].as_str().unwrap().to_string();
     assert!(error.starts_with("host algo-1: ") || error.starts_with("host algo-2: "), "{error}");
     assert_eq!(error.matches("host algo-").count(), 1, "{error}");
+    assert!(error.contains("Address in use") && !error.contains('\u{1b}'), "the failing host's log, plain: {error}");
     let id = record["execution_id"].as_str().unwrap();
     let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains(id)), "a host survived its job");
