@@ -478,3 +478,46 @@ fn the_whole_pipeline_runs_on_several_instances_with_the_docker_images() {
     }
     whole_pipeline_on_several_instances("docker");
 }
+
+/// Ctrl-C while training jobs run on three containers each: the containers and the jobs'
+/// networks are gone when `sagestep run` ends.
+#[test]
+fn an_interrupt_removes_the_hosts_and_their_networks() {
+    require_image("sagestep-train:0.1.0");
+    let store = Store::new();
+    let mut slow: Value = serde_json::from_slice(&std::fs::read(repo().join("pipeline.json")).unwrap()).unwrap();
+    slow["Steps"][1]["Arguments"]["TrainingJobDefinition"]["StaticHyperParameters"]["num_round"] = json!("1000000");
+    let file = store.dir.path().join("slow.json");
+    std::fs::write(&file, serde_json::to_vec(&slow).unwrap()).unwrap();
+    let input = format!("InputData=file://{}", auto_mpg().display());
+    let child = Command::new(SAGESTEP)
+        .arg("run")
+        .arg(&file)
+        .args(["--param", &input, "--param", "ArtifactRoot=s3://artifacts/slow", "--param", "ExecutionRoleArn=r"])
+        .args(["--param", "TrainingInstanceCount=3", "--engine", "docker", "--store"])
+        .arg(store.dir.path())
+        .arg("--work-dir")
+        .arg(store.work())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let id = loop {
+        let run = std::fs::read_dir(store.work()).unwrap().next().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        if let Some(id) = run.and_then(|r| r.strip_prefix("sagestep-").map(str::to_string))
+            && docker_networks(&id).split_whitespace().count() == 3
+        {
+            break id;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the tuning jobs' networks did not appear");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(last_record(store.dir.path())["status"], "Stopped");
+    assert_eq!(docker_networks(&id), "", "networks left behind");
+    assert_eq!(docker_containers(&id), "", "containers left behind");
+}
