@@ -90,9 +90,9 @@ pub struct Engine {
 /// Where the process engine finds our binaries: `SAGESTEP_BIN_DIR`, else beside the running
 /// executable.
 pub fn default_bin_dir() -> PathBuf {
-    std::env::var_os("SAGESTEP_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_default()
-    })
+    std::env::var_os("SAGESTEP_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_default())
 }
 
 /// The step binary an image URI stands for, if it is one of ours.

@@ -132,8 +132,7 @@ pub fn registry_table(registry: &Registry<'_>, group: Option<&str>) -> Result<St
         Some(g) => vec![g.to_string()],
         None => registry.groups()?,
     };
-    let mut out =
-        format!("{:<32} {:>7}  {:<22} {:<25} EXECUTION\n", "GROUP", "VERSION", "APPROVAL", "CREATED");
+    let mut out = format!("{:<32} {:>7}  {:<22} {:<25} EXECUTION\n", "GROUP", "VERSION", "APPROVAL", "CREATED");
     for group in groups {
         for (version, record) in registry.versions(&group)? {
             let _ = writeln!(

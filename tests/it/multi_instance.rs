@@ -74,7 +74,8 @@ impl Store {
     /// Every file under an `s3://` prefix, relative, sorted.
     fn files(&self, uri: &str) -> Vec<String> {
         let base = self.path(uri);
-        let mut out: Vec<String> = walk(&base).iter().map(|p| p.strip_prefix(&base).unwrap().display().to_string()).collect();
+        let mut out: Vec<String> =
+            walk(&base).iter().map(|p| p.strip_prefix(&base).unwrap().display().to_string()).collect();
         out.sort();
         out
     }
@@ -142,7 +143,12 @@ fn reference_model() -> Vec<u8> {
     let (files, validation) = parts();
     let all: Vec<&(String, String)> = files.iter().collect();
     let one = host_tree(1, 1, &all, &validation, HYPERPARAMETERS);
-    let out = Command::new(TRAIN).arg("train").env("SAGESTEP_ML_ROOT", one.root()).env("SAGESTEP_DISTRIBUTED", "1").output().unwrap();
+    let out = Command::new(TRAIN)
+        .arg("train")
+        .env("SAGESTEP_ML_ROOT", one.root())
+        .env("SAGESTEP_DISTRIBUTED", "1")
+        .output()
+        .unwrap();
     assert_success(&out);
     std::fs::read(one.path("model/xgboost-model")).unwrap()
 }
@@ -187,13 +193,21 @@ fn names(dir: &Path) -> Vec<String> {
 /// one's, byte for byte; each host had its resourceconfig and its round-robin shard.
 fn three_hosts_train_the_reference_model(engine: &str) -> (Store, Value) {
     let store = Store::new();
-    let pipeline = definition(hosts_parameter(1), json!([training_step(json!({"Get": "Parameters.TrainingInstanceCount"}), HYPERPARAMETERS)]));
+    let pipeline = definition(
+        hosts_parameter(1),
+        json!([training_step(json!({"Get": "Parameters.TrainingInstanceCount"}), HYPERPARAMETERS)]),
+    );
     let (output, record) =
         store.run(&pipeline, &["--engine", engine, "--param", "TrainingInstanceCount=3", "--keep-work"]);
     assert_success(&output);
     let train = &step(&record, "Train")["properties"];
     let model = unpacked(&store, train["ModelArtifacts"]["S3ModelArtifacts"].as_str().unwrap());
-    assert_eq!(model.len(), 1, "only the first host writes a model: {:?}", model.iter().map(|m| &m.0).collect::<Vec<_>>());
+    assert_eq!(
+        model.len(),
+        1,
+        "only the first host writes a model: {:?}",
+        model.iter().map(|m| &m.0).collect::<Vec<_>>()
+    );
     assert_eq!(model[0].0, "xgboost-model");
     assert!(model[0].1 == reference_model(), "{engine}: three hosts trained another model than the world of one");
     assert!(train["FinalMetricDataList"][0]["Value"].as_f64().is_some(), "{train:#}");
@@ -244,7 +258,10 @@ fn three_training_hosts_as_containers_train_the_one_host_model_and_leave_no_netw
     // algo-2 is dealt part-1.csv and part-4.csv; a bad row in part-4.csv fails it.
     let store = Store::new();
     store.put("data/train/part-4.csv", "1.0,2.0,3.0,4.0,5.0,6.0\n2.0,abc,1,1,1,1\n");
-    let pipeline = definition(hosts_parameter(3), json!([training_step(json!({"Get": "Parameters.TrainingInstanceCount"}), HYPERPARAMETERS)]));
+    let pipeline = definition(
+        hosts_parameter(3),
+        json!([training_step(json!({"Get": "Parameters.TrainingInstanceCount"}), HYPERPARAMETERS)]),
+    );
     let started = Instant::now();
     let (output, record) = store.run(&pipeline, &["--engine", "docker"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -384,11 +401,17 @@ fn a_failing_host_stops_the_others() {
 #[test]
 fn instance_counts_are_checked() {
     let store = Store::new();
-    let pipeline = definition(hosts_parameter(1), json!([training_step(json!({"Get": "Parameters.TrainingInstanceCount"}), HYPERPARAMETERS)]));
+    let pipeline = definition(
+        hosts_parameter(1),
+        json!([training_step(json!({"Get": "Parameters.TrainingInstanceCount"}), HYPERPARAMETERS)]),
+    );
     let (output, record) = store.run(&pipeline, &["--param", "TrainingInstanceCount=0"]);
     assert_eq!(output.status.code(), Some(1));
     let error = step(&record, "Train")["error"].as_str().unwrap().to_string();
-    assert!(error.contains("ResourceConfig: `InstanceCount` must be a whole number from 1 to 100. Given: 0"), "{error}");
+    assert!(
+        error.contains("ResourceConfig: `InstanceCount` must be a whole number from 1 to 100. Given: 0"),
+        "{error}"
+    );
 }
 
 /// Every line of every file under a prefix.
@@ -396,7 +419,9 @@ fn lines_under(store: &Store, uri: &str) -> Vec<String> {
     store
         .files(uri)
         .iter()
-        .flat_map(|f| std::fs::read_to_string(store.path(uri).join(f)).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|f| {
+            std::fs::read_to_string(store.path(uri).join(f)).unwrap().lines().map(str::to_string).collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -420,9 +445,20 @@ fn whole_pipeline_on_several_instances(engine: &str) {
     let store = Store::new();
     let input = format!("InputData=file://{}", auto_mpg().display());
     let params = [
-        "--param", &input, "--param", "ArtifactRoot=s3://artifacts/auto-mpg", "--param", &format!("ExecutionRoleArn={ROLE}"),
-        "--param", "TrainingInstanceCount=3", "--param", "ProcessingInstanceCount=2", "--param", "TransformInstanceCount=2",
-        "--engine", engine,
+        "--param",
+        &input,
+        "--param",
+        "ArtifactRoot=s3://artifacts/auto-mpg",
+        "--param",
+        &format!("ExecutionRoleArn={ROLE}"),
+        "--param",
+        "TrainingInstanceCount=3",
+        "--param",
+        "ProcessingInstanceCount=2",
+        "--param",
+        "TransformInstanceCount=2",
+        "--engine",
+        engine,
     ];
     let started = Instant::now();
     let (output, record) = store.run_file(&repo().join("pipeline.json"), &params);
@@ -504,7 +540,10 @@ fn an_interrupt_removes_the_hosts_and_their_networks() {
         .unwrap();
     let started = Instant::now();
     let id = loop {
-        let run = std::fs::read_dir(store.work()).unwrap().next().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        let run = std::fs::read_dir(store.work())
+            .unwrap()
+            .next()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
         if let Some(id) = run.and_then(|r| r.strip_prefix("sagestep-").map(str::to_string))
             && docker_networks(&id).split_whitespace().count() == 3
         {

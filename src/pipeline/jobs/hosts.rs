@@ -110,7 +110,8 @@ impl Jobs<'_> {
     pub(super) fn cluster(&self, job: &str, count: usize) -> Result<Cluster, JobFailure> {
         let dir = self.work.join(job);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| JobFailure::service(format!("clearing {}: {e}", dir.display())))?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| JobFailure::service(format!("clearing {}: {e}", dir.display())))?;
         }
         let hosts = (1..=count)
             .map(|i| {

@@ -55,7 +55,9 @@ impl Jobs<'_> {
         env.entry("AWS_REGION".into())
             .or_insert_with(|| std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()));
         let texts = |pointer: &str| {
-            args.pointer(pointer).and_then(Value::as_array).map(|a| a.iter().map(crate::pipeline::expr::to_text).collect())
+            args.pointer(pointer)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(crate::pipeline::expr::to_text).collect())
         };
         let template = Container {
             name: job.to_string(),
@@ -109,8 +111,7 @@ impl Jobs<'_> {
             }
             let uri = required(s3, "/S3Uri", &what)?;
             let local = required(s3, "/LocalPath", &what)?;
-            let distribution =
-                Distribution::parse(s3.get("S3DataDistributionType").and_then(Value::as_str), &what)?;
+            let distribution = Distribution::parse(s3.get("S3DataDistributionType").and_then(Value::as_str), &what)?;
             self.stage_input(cluster, uri, distribution, |host| local_path(&host.root, local, PROCESSING))
                 .map_err(|e| prefix(what.clone(), e))?;
         }

@@ -110,7 +110,8 @@ impl Jobs<'_> {
         fields.insert("TransformJobName".into(), json!(job));
         fields.insert("TransformJobArn".into(), json!(arn("transform-job", job)));
         fields.insert("TransformJobStatus".into(), json!("Completed"));
-        fields.insert("TransformOutputObjects".into(), json!(stored.iter().map(ToString::to_string).collect::<Vec<_>>()));
+        fields
+            .insert("TransformOutputObjects".into(), json!(stored.iter().map(ToString::to_string).collect::<Vec<_>>()));
         Ok(described)
     }
 
@@ -226,7 +227,9 @@ fn parse_request(args: &Value) -> Result<Request<'_>, JobFailure> {
         )));
     }
     if let Some(c) = text(args, "/TransformInput/CompressionType").filter(|c| *c != "None") {
-        return Err(JobFailure::client(format!("TransformInput.CompressionType `{c}`: the local runner supports None")));
+        return Err(JobFailure::client(format!(
+            "TransformInput.CompressionType `{c}`: the local runner supports None"
+        )));
     }
     if let Some(t) = text(args, "/TransformInput/DataSource/S3DataSource/S3DataType").filter(|t| *t != "S3Prefix") {
         return Err(JobFailure::client(format!("S3DataType `{t}`: the local runner supports S3Prefix")));

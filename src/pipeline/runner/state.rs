@@ -159,7 +159,6 @@ impl Scope for KeyScope<'_> {
     }
 }
 
-
 /// Like `expr::walk`, but a quoted key also finds the list entry of that name, as
 /// `Outputs['train']` or `FinalMetricDataList['validation:rmse']` do in SageMaker.
 fn walk_property<'v>(mut value: &'v Value, path: &[expr::Segment]) -> Option<&'v Value> {

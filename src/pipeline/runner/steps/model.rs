@@ -64,10 +64,7 @@ impl Executor for RegisterModel {
 }
 
 /// The metrics are pointers; keep a copy of each report and its digest too.
-fn metrics_reports(
-    context: &StepContext<'_>,
-    arguments: &Value,
-) -> Result<serde_json::Map<String, Value>, JobFailure> {
+fn metrics_reports(context: &StepContext<'_>, arguments: &Value) -> Result<serde_json::Map<String, Value>, JobFailure> {
     let mut reports = serde_json::Map::new();
     let Some(metrics) = arguments.get("ModelMetrics").and_then(Value::as_object) else { return Ok(reports) };
     for (kind, sources) in metrics {
@@ -75,8 +72,8 @@ fn metrics_reports(
             if let Some(uri) = text(source, "/S3Uri") {
                 let bytes = context.jobs.storage.read(uri).map_err(JobFailure::from)?;
                 let digest = crate::data::files::hex(&Sha256::digest(&bytes));
-                let content = serde_json::from_slice::<Value>(&bytes)
-                    .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
+                let content =
+                    serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
                 reports.insert(
                     format!("{kind}.{name}"),
                     json!({"S3Uri": uri, "ContentDigest": format!("sha256:{digest}"), "Content": content}),

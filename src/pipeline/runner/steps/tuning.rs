@@ -68,8 +68,7 @@ impl Plan {
                 "TrainingJobEarlyStoppingType `{early}`: the local runner supports Off"
             )));
         }
-        let ranges =
-            parse_ranges(config.get("ParameterRanges").unwrap_or(&Value::Null)).map_err(JobFailure::client)?;
+        let ranges = parse_ranges(config.get("ParameterRanges").unwrap_or(&Value::Null)).map_err(JobFailure::client)?;
         let objective = text(config, "/HyperParameterTuningJobObjective/MetricName")
             .ok_or_else(|| JobFailure::client("HyperParameterTuningJobObjective.MetricName is required"))?
             .to_string();
@@ -164,7 +163,10 @@ fn run_trials(context: &StepContext<'_>, plan: &Plan, tuning_job: &str) -> Resul
             let all = results.lock().expect("lock");
             let trial = &all[index];
             let objective = plan.objective_of(&trial.outcome);
-            plan.tuner.lock().expect("lock").observe(&trial.point, objective.map(|v| if plan.maximize { -v } else { v }));
+            plan.tuner
+                .lock()
+                .expect("lock")
+                .observe(&trial.point, objective.map(|v| if plan.maximize { -v } else { v }));
             let (name, job, metric) = (&step.name, &trial.job, &plan.objective);
             shared.say(&match (&trial.outcome, objective) {
                 (Ok(_), Some(v)) => format!("{name:<24} training job {job} done: {metric} = {v}"),
