@@ -3,12 +3,17 @@
 # Prints each run and the median per engine. Not a test: figures go in notes.
 # Aims (issue 6): under 5 s with processes, under 20 s with Docker, on a 2-core machine.
 #
-#   benches/pipeline.sh [runs]     default 5 runs per engine; the Docker images must exist
-#                                  (docker/build-images.sh)
+#   benches/pipeline.sh [runs] [NAME=VALUE...]
+#                                  default 5 runs per engine; the Docker images must exist
+#                                  (docker/build-images.sh); NAME=VALUE are pipeline
+#                                  parameters, e.g. TrainingInstanceCount=3 ProcessingInstanceCount=2
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 runs=${1:-5}
+shift || true
+params=()
+for p in "$@"; do params+=(--param "$p"); done
 cargo build --release --locked --bins >/dev/null 2>&1
 bin=target/x86_64-unknown-linux-musl/release
 store=$(mktemp -d)
@@ -20,7 +25,7 @@ for engine in process docker; do
     start=$(date +%s.%N)
     "$bin/sagestep" run pipeline.json --engine "$engine" --no-cache --store "$store" \
       --param "InputData=file://$PWD/data/auto-mpg.data" --param ArtifactRoot=s3://bench/auto-mpg \
-      --param ExecutionRoleArn=arn:aws:iam::000000000000:role/bench >/dev/null 2>&1
+      --param ExecutionRoleArn=arn:aws:iam::000000000000:role/bench "${params[@]}" >/dev/null 2>&1
     end=$(date +%s.%N)
     t=$(echo "$end - $start" | bc)
     times+=("$t")

@@ -15,7 +15,9 @@ pub fn init() {
     let result = if json {
         builder.json().flatten_event(true).with_current_span(false).try_init()
     } else {
-        builder.with_target(false).try_init()
+        // Colours only on a terminal: a log kept in a file (the runner's job logs, whose tail
+        // can become a job's failure reason) stays plain text.
+        builder.with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
     };
     // A second init (tests) keeps the first subscriber; nothing to report.
     drop(result);

@@ -8,10 +8,10 @@ use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sagestep::pipeline::definition::Definition;
-use sagestep::pipeline::engine::{Engine, EngineKind};
+use sagestep::pipeline::engine::{self, Engine, EngineKind};
 use sagestep::pipeline::registry::Registry;
-use sagestep::pipeline::runner::{self, RunConfig, Status};
-use sagestep::pipeline::validate;
+use sagestep::pipeline::report;
+use sagestep::pipeline::runner::{self, RunConfig};
 use sagestep::storage::Storage;
 use serde_json::Value;
 
@@ -138,16 +138,30 @@ fn main() -> ExitCode {
     sagestep::logging::init();
     match dispatch(cli.command) {
         Ok(code) => code,
-        Err(message) => fail(&message),
+        Err(message) => {
+            eprintln!("sagestep: {message}");
+            ExitCode::from(1)
+        }
     }
 }
 
 /// Run one command; an `Err` is printed as `sagestep: <message>` and exits 1.
 fn dispatch(command: Command) -> Result<ExitCode, String> {
     match command {
-        Command::Validate { files } => Ok(validate_files(&files)),
+        Command::Validate { files } => {
+            let report = report::validation(&files);
+            print!("{}", report.stdout);
+            eprint!("{}", report.stderr);
+            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::Run { file, params, store, engine, pipeline_name, seed, no_cache, work_dir, keep_work } => {
-            let Some(definition) = load(&file) else { return Ok(ExitCode::from(1)) };
+            let definition = match Definition::load(&file) {
+                Ok(definition) => definition,
+                Err(err) => {
+                    eprintln!("{err}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
             let name = pipeline_name.unwrap_or_else(|| {
                 file.file_stem().map_or_else(|| "pipeline".into(), |s| s.to_string_lossy().into_owned())
             });
@@ -157,14 +171,11 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
                 let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, interrupted.clone());
                 let _ = signal_hook::flag::register(signal, interrupted.clone());
             }
-            let bin_dir = std::env::var_os("SAGESTEP_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-                std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_default()
-            });
             let kind = match engine {
                 EngineArg::Process => EngineKind::Process,
                 EngineArg::Docker => EngineKind::Docker,
             };
-            let engine = Engine::new(kind, bin_dir, interrupted.clone());
+            let engine = Engine::new(kind, engine::default_bin_dir(), interrupted);
             let config = RunConfig {
                 pipeline_name: name,
                 parameters: params,
@@ -177,12 +188,8 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             let storage = store.open().map_err(|e| e.to_string())?;
             Ok(match runner::run(definition, storage, engine, config) {
                 Ok(outcome) => {
-                    print_summary(&outcome.record, &store.store);
-                    match outcome.record.status {
-                        Status::Succeeded => ExitCode::SUCCESS,
-                        Status::Stopped => ExitCode::from(130),
-                        _ => ExitCode::from(1),
-                    }
+                    print!("{}", report::summary(&outcome.record, &store.store));
+                    ExitCode::from(outcome.record.status.exit_code())
                 }
                 Err(err) => {
                     eprintln!("sagestep run: {err}");
@@ -191,7 +198,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             })
         }
         Command::Cp { source, destination } => {
-            let count = copy(&source, &destination).map_err(|e| e.to_string())?;
+            let count = sagestep::storage::copy(&source, &destination).map_err(|e| e.to_string())?;
             println!("copied {count} object(s)");
             Ok(ExitCode::SUCCESS)
         }
@@ -199,204 +206,38 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             let storage = store.open().map_err(|e| e.to_string())?;
             let records = runner::list_executions(&storage).map_err(|e| e.to_string())?;
             match command {
-                ExecutionsCommand::List => {
-                    println!("{:<14} {:<22} {:<10} {:>9}  STARTED", "EXECUTION", "PIPELINE", "STATUS", "SECONDS");
-                    for r in &records {
-                        println!(
-                            "{:<14} {:<22} {:<10} {:>9}  {}",
-                            r["execution_id"].as_str().unwrap_or("?"),
-                            r["pipeline_name"].as_str().unwrap_or("?"),
-                            r["status"].as_str().unwrap_or("?"),
-                            r["duration_seconds"].as_f64().map_or("-".into(), |d| format!("{d:.2}")),
-                            r["start"].as_str().unwrap_or("?"),
-                        );
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
+                ExecutionsCommand::List => print!("{}", report::executions_table(&records)),
                 ExecutionsCommand::Describe { execution_id } => {
-                    match records.iter().find(|r| r["execution_id"].as_str() == Some(execution_id.as_str())) {
-                        Some(record) => Ok(print_json(record)),
-                        None => Err(format!("no execution `{execution_id}` in {}", storage.describe())),
-                    }
+                    let record = records
+                        .iter()
+                        .find(|r| r["execution_id"].as_str() == Some(execution_id.as_str()))
+                        .ok_or_else(|| format!("no execution `{execution_id}` in {}", storage.describe()))?;
+                    print_json(record);
                 }
             }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Registry { command, store } => {
             let storage = store.open().map_err(|e| e.to_string())?;
             let registry = Registry::new(&storage);
-            let result = match command {
-                RegistryCommand::List { group } => list_registry(&registry, group.as_deref()),
-                RegistryCommand::Describe { package } => registry.describe(&package).map(|r| {
-                    print_json(&r);
-                }),
-                RegistryCommand::Approve { package, description } => {
-                    registry.set_status(&package, "Approved", description.as_deref()).map(|r| print_status(&r))
+            let text = match command {
+                RegistryCommand::List { group } => report::registry_table(&registry, group.as_deref()),
+                RegistryCommand::Describe { package } => {
+                    registry.describe(&package).map(|r| serde_json::to_string_pretty(&r).unwrap_or_default() + "\n")
                 }
-                RegistryCommand::Reject { package, description } => {
-                    registry.set_status(&package, "Rejected", description.as_deref()).map(|r| print_status(&r))
-                }
+                RegistryCommand::Approve { package, description } => registry
+                    .set_status(&package, "Approved", description.as_deref())
+                    .map(|r| report::package_status(&r) + "\n"),
+                RegistryCommand::Reject { package, description } => registry
+                    .set_status(&package, "Rejected", description.as_deref())
+                    .map(|r| report::package_status(&r) + "\n"),
             };
-            result.map_err(|e| e.to_string())?;
+            print!("{}", text.map_err(|e| e.to_string())?);
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn copy(source: &str, destination: &str) -> Result<usize, sagestep::storage::StoreError> {
-    use sagestep::storage::Location;
-    let storage = Storage::s3()?;
-    match (Location::parse(source)?, Location::parse(destination)?) {
-        (Location::Local(path), Location::S3 { .. }) if path.is_dir() => Ok(storage.put_dir(&path, destination)?.len()),
-        (Location::Local(path), Location::S3 { .. }) => storage.put_file(&path, destination).map(|_| 1),
-        (Location::S3 { .. }, Location::Local(dir)) => Ok(storage.fetch(source, &dir)?.len()),
-        _ => Err(sagestep::storage::LocationError::Invalid {
-            given: format!("{source} {destination}"),
-            reason: "one side must be local and the other s3://",
-        }
-        .into()),
-    }
-}
-
-fn fail(message: &str) -> ExitCode {
-    eprintln!("sagestep: {message}");
-    ExitCode::from(1)
-}
-
-fn print_json(value: &Value) -> ExitCode {
+fn print_json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
-    ExitCode::SUCCESS
-}
-
-fn print_status(record: &Value) {
-    println!(
-        "{}: {}",
-        record["ModelPackageName"].as_str().unwrap_or("?"),
-        record["ModelApprovalStatus"].as_str().unwrap_or("?")
-    );
-}
-
-fn list_registry(
-    registry: &Registry<'_>,
-    group: Option<&str>,
-) -> Result<(), sagestep::pipeline::registry::RegistryError> {
-    let groups = match group {
-        Some(g) => vec![g.to_string()],
-        None => registry.groups()?,
-    };
-    println!("{:<32} {:>7}  {:<22} {:<25} EXECUTION", "GROUP", "VERSION", "APPROVAL", "CREATED");
-    for group in groups {
-        for (version, record) in registry.versions(&group)? {
-            println!(
-                "{:<32} {:>7}  {:<22} {:<25} {}",
-                group,
-                version,
-                record["ModelApprovalStatus"].as_str().unwrap_or("?"),
-                record["CreationTime"].as_str().unwrap_or("?"),
-                record.pointer("/Lineage/PipelineExecutionId").and_then(Value::as_str).unwrap_or("-"),
-            );
-        }
-    }
-    Ok(())
-}
-
-fn load(file: &std::path::Path) -> Option<Definition> {
-    let shown = file.display().to_string();
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(err) => {
-            eprintln!("{shown}: cannot read: {err}");
-            return None;
-        }
-    };
-    match Definition::parse(&shown, &text) {
-        Ok(definition) => Some(definition),
-        Err(err) => {
-            eprintln!("{err}");
-            None
-        }
-    }
-}
-
-fn validate_files(files: &[PathBuf]) -> ExitCode {
-    let mut all_valid = true;
-    for file in files {
-        let Some(definition) = load(file) else {
-            all_valid = false;
-            continue;
-        };
-        let issues = validate::validate(&definition);
-        if issues.is_empty() {
-            println!(
-                "{}: valid ({} steps, {} parameters)",
-                file.display(),
-                definition.steps.len(),
-                definition.parameters.len()
-            );
-        } else {
-            all_valid = false;
-            for issue in &issues {
-                println!("{}: {issue}", file.display());
-            }
-            println!("{}: {} problem(s)", file.display(), issues.len());
-        }
-    }
-    if all_valid { ExitCode::SUCCESS } else { ExitCode::from(1) }
-}
-
-fn print_summary(record: &runner::ExecutionRecord, store: &str) {
-    println!();
-    println!("{:<24} {:<14} {:<12} {:>8}  DETAIL", "STEP", "TYPE", "STATUS", "SECONDS");
-    for step in &record.steps {
-        let detail = match (&step.cache_hit_from, &step.error) {
-            (Some(from), _) => format!("cache hit (execution {from})"),
-            (_, Some(error)) => error.lines().next().unwrap_or_default().chars().take(100).collect(),
-            _ => step_detail(&step.properties),
-        };
-        println!(
-            "{:<24} {:<14} {:<12} {:>8}  {}",
-            step.name,
-            step.kind,
-            format!("{:?}", step.status),
-            step.duration_seconds.map_or("-".into(), |d| format!("{d:.2}")),
-            detail
-        );
-    }
-    println!();
-    println!(
-        "execution {} of {}: {:?} in {:.2} s (engine: {})",
-        record.execution_id,
-        record.pipeline_name,
-        record.status,
-        record.duration_seconds.unwrap_or_default(),
-        record.engine
-    );
-    if let Some(reason) = &record.failure_reason {
-        println!("failure: {reason}");
-    }
-    println!("record: sagestep executions describe {} --store {store}", record.execution_id);
-}
-
-fn step_detail(properties: &Value) -> String {
-    if let Some(best) = properties.get("BestTrainingJob") {
-        let metric = best.get("FinalHyperParameterTuningJobObjectiveMetric");
-        return format!(
-            "best {} {}={}",
-            best["TrainingJobName"].as_str().unwrap_or("?"),
-            metric.and_then(|m| m["MetricName"].as_str()).unwrap_or("?"),
-            metric.map(|m| m["Value"].to_string()).unwrap_or_default()
-        );
-    }
-    if let Some(outcome) = properties.get("Outcome") {
-        return format!("outcome {outcome}");
-    }
-    if let Some(name) = properties.get("ModelPackageName").and_then(Value::as_str) {
-        return format!("{name} ({})", properties["ModelApprovalStatus"].as_str().unwrap_or("?"));
-    }
-    if let Some(out) = properties.pointer("/TransformOutput/S3OutputPath").and_then(Value::as_str) {
-        return format!("output {out}");
-    }
-    if let Some(name) = properties.get("ModelName").and_then(Value::as_str) {
-        return format!("model {name}");
-    }
-    properties.get("ProcessingJobName").and_then(Value::as_str).map(|j| format!("job {j}")).unwrap_or_default()
 }

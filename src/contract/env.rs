@@ -12,6 +12,10 @@ pub const SAGESTEP_LOG: &str = "SAGESTEP_LOG";
 /// Serving: seconds a client may take to send its headers (at most 10) and its body (default 30).
 pub const SAGESTEP_REQUEST_TIMEOUT_SECS: &str = "SAGESTEP_REQUEST_TIMEOUT_SECS";
 
+/// Several hosts on one machine: `algo-1=127.0.0.1:9101,algo-2=...`, each host's address
+/// (the local runner sets it for the hosts of a job it runs as processes).
+pub const SAGESTEP_CLUSTER_HOSTS: &str = "SAGESTEP_CLUSTER_HOSTS";
+
 /// Set by SageMaker on training containers.
 pub const TRAINING_JOB_NAME: &str = "TRAINING_JOB_NAME";
 

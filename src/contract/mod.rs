@@ -52,6 +52,11 @@ impl MlRoot {
         self.root.join("config").join("processingjobconfig.json")
     }
 
+    /// `/opt/ml/config/resourceconfig.json`: `current_host` and `hosts` of a processing job.
+    pub fn processing_resource_config(&self) -> PathBuf {
+        self.root.join("config").join("resourceconfig.json")
+    }
+
     // --- Training jobs ---------------------------------------------------------------------
 
     pub fn input_config_dir(&self) -> PathBuf {

@@ -11,6 +11,8 @@ pub const MAX_DEFINITION_CHARS: usize = 1_048_576;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
     #[error("{file}: not JSON: {source}")]
     Syntax { file: String, source: serde_json::Error },
     #[error("{file}: {path}: {message}")]
@@ -131,6 +133,15 @@ pub struct Definition {
 }
 
 impl Definition {
+    /// Read and parse a definition file.
+    pub fn load(path: &std::path::Path) -> Result<Self, DefinitionError> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&file, &text),
+            Err(source) => Err(DefinitionError::Read { file, source }),
+        }
+    }
+
     /// Parse a definition. Only the envelope is checked here; `validate` checks the rest.
     pub fn parse(file: &str, text: &str) -> Result<Self, DefinitionError> {
         let document: Value =

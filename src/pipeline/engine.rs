@@ -30,6 +30,8 @@ pub enum EngineError {
     Refused(String),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error("could not create the Docker network `{name}`: {detail}")]
+    Network { name: String, detail: String },
     #[error("the server of `{image}` did not answer /ping with 200 within {seconds} s{detail}")]
     NotHealthy { image: String, seconds: u64, detail: String },
 }
@@ -47,6 +49,16 @@ pub struct Container {
     /// The host directory that is `/opt/ml` inside.
     pub ml_root: PathBuf,
     pub network_isolation: bool,
+    /// One host of a multi-instance job: the job's Docker network and this host's name on it.
+    pub network: Option<HostNetwork>,
+}
+
+/// A container's place on its job's user-defined Docker network, where the other hosts reach
+/// it by name (`algo-2`), as on SageMaker and in its SDK's local mode.
+#[derive(Debug, Clone)]
+pub struct HostNetwork {
+    pub network: String,
+    pub host: String,
 }
 
 /// How a job's container ended.
@@ -56,6 +68,14 @@ pub struct Exit {
     pub code: Option<i32>,
     /// Stopped for running past its deadline (StoppingCondition.MaxRuntimeInSeconds).
     pub timed_out: bool,
+    /// Stopped by the runner because another host of its job failed.
+    pub cancelled: bool,
+}
+
+impl Exit {
+    pub fn succeeded(&self) -> bool {
+        self.code == Some(0) && !self.timed_out && !self.cancelled
+    }
 }
 
 pub struct Engine {
@@ -65,6 +85,14 @@ pub struct Engine {
     interrupted: Arc<AtomicBool>,
     /// Docker containers alive now, to stop on interrupt.
     containers: Mutex<Vec<String>>,
+}
+
+/// Where the process engine finds our binaries: `SAGESTEP_BIN_DIR`, else beside the running
+/// executable.
+pub fn default_bin_dir() -> PathBuf {
+    std::env::var_os("SAGESTEP_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_default())
 }
 
 /// The step binary an image URI stands for, if it is one of ours.
@@ -84,7 +112,12 @@ impl Engine {
         self.interrupted.load(Ordering::SeqCst)
     }
 
-    /// Whether this container runs as a local process.
+    /// Whether containers of this image run as local processes (else under Docker).
+    pub fn runs_as_process(&self, image: &str) -> bool {
+        self.as_process(image).is_some()
+    }
+
+    /// The step binary that stands in for this image, if it runs as a local process.
     fn as_process(&self, image: &str) -> Option<&'static str> {
         match self.kind {
             EngineKind::Process => our_binary(image),
@@ -92,45 +125,55 @@ impl Engine {
         }
     }
 
-    /// Run a container to its end, its output (stdout and stderr) going to `log`.
-    pub fn run(&self, container: &Container, log: &Path, deadline: Option<Duration>) -> Result<Exit, EngineError> {
+    /// Run a container to its end, its output (stdout and stderr) going to `log`. Setting
+    /// `cancel` stops it (another host of its job failed).
+    pub fn run(
+        &self,
+        container: &Container,
+        log: &Path,
+        deadline: Option<Duration>,
+        cancel: &AtomicBool,
+    ) -> Result<Exit, EngineError> {
         let mut child = spawn_logged(self.command(container, None)?, log)?;
         let docker_name = self.as_process(&container.image).is_none().then(|| container.name.clone());
         if let Some(name) = &docker_name {
             self.containers.lock().expect("lock").push(name.clone());
         }
-        let exit = self.wait(&mut child, docker_name.as_deref(), deadline);
+        let exit = self.wait(&mut child, docker_name.as_deref(), deadline, cancel);
         if let Some(name) = &docker_name {
             self.containers.lock().expect("lock").retain(|n| n != name);
         }
         exit
     }
 
-    /// Wait for a child, stopping it (and its container) on interrupt or past the deadline.
+    /// Wait for a child, stopping it (and its container) on interrupt, on `cancel` or past the
+    /// deadline.
     fn wait(
         &self,
         child: &mut Child,
         docker_name: Option<&str>,
         deadline: Option<Duration>,
+        cancel: &AtomicBool,
     ) -> Result<Exit, EngineError> {
         let started = Instant::now();
         loop {
             match child.try_wait() {
-                Ok(Some(status)) => return Ok(Exit { code: status.code(), timed_out: false }),
+                Ok(Some(status)) => return Ok(Exit { code: status.code(), timed_out: false, cancelled: false }),
                 Ok(None) => {}
                 Err(source) => return Err(EngineError::Io { what: "waiting for a job".into(), source }),
             }
             let timed_out = deadline.is_some_and(|d| started.elapsed() > d);
-            if self.interrupted() || timed_out {
+            let cancelled = cancel.load(Ordering::SeqCst);
+            if self.interrupted() || timed_out || cancelled {
                 if let Some(name) = docker_name {
                     remove_container(name, child);
                 }
                 let _ = child.kill();
                 let status = child.wait().ok();
-                if timed_out && !self.interrupted() {
-                    return Ok(Exit { code: status.and_then(|s| s.code()), timed_out: true });
+                if self.interrupted() {
+                    return Err(EngineError::Interrupted);
                 }
-                return Err(EngineError::Interrupted);
+                return Ok(Exit { code: status.and_then(|s| s.code()), timed_out, cancelled: !timed_out });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -151,6 +194,8 @@ impl Engine {
         if let Some(port) = serve_on {
             // Published on loopback only; the image serves on 8080.
             command.arg("--detach").arg("--publish").arg(format!("127.0.0.1:{port}:8080"));
+        } else if let Some(place) = &container.network {
+            command.args(["--network", &place.network, "--network-alias", &place.host, "--hostname", &place.host]);
         } else if container.network_isolation {
             command.args(["--network", "none"]);
         }
@@ -276,6 +321,55 @@ impl Engine {
         }
     }
 
+    /// Create a job's user-defined network; `internal` cuts it off from everything but its
+    /// hosts (a job with network isolation: its hosts still talk to each other, as on
+    /// SageMaker). Removed by `remove_network`, also on failure.
+    pub fn create_network(&self, name: &str, internal: bool) -> Result<(), EngineError> {
+        let mut command = Command::new("docker");
+        command.args(["network", "create", "--label", "sagestep=job"]);
+        if internal {
+            command.arg("--internal");
+        }
+        let output = command
+            .arg(name)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| EngineError::Start { program: "docker".into(), source })?;
+        if !output.status.success() {
+            return Err(EngineError::Network {
+                name: name.to_string(),
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Remove a job's network once its containers are gone. `docker run --rm` removes a
+    /// container just after its client returns, and the network cannot go while one is
+    /// attached, so try again for a while.
+    pub fn remove_network(&self, name: &str, containers: &[String]) {
+        for container in containers {
+            docker_rm(container);
+        }
+        let started = Instant::now();
+        loop {
+            let status = Command::new("docker")
+                .args(["network", "rm", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let gone = status.is_ok_and(|s| s.success()) || !network_exists(name);
+            if gone {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                tracing::warn!("could not remove the Docker network {name}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The image's identity for the registry: Docker's image id, or our binary's SHA-256.
     pub fn image_digest(&self, image: &str) -> Option<String> {
         if let Some(binary) = self.as_process(image) {
@@ -292,6 +386,15 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     container: Option<String>,
+}
+
+fn network_exists(name: &str) -> bool {
+    Command::new("docker")
+        .args(["network", "inspect", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Kill and remove a container, if it exists.

@@ -7,7 +7,7 @@ pub mod engine;
 pub mod expr;
 pub mod jobs;
 pub mod registry;
+pub mod report;
 pub mod runner;
-pub mod transform;
 pub mod tuning;
 pub mod validate;

@@ -176,7 +176,13 @@ impl Storage {
         if found.is_empty() {
             return Err(StoreError::NothingAt { uri: uri.to_string() });
         }
-        for object in &found {
+        self.download(&found, dest_dir)?;
+        Ok(found)
+    }
+
+    /// Copy objects found by `list` into `dest_dir`, each at its relative path.
+    pub fn download(&self, found: &[Found], dest_dir: &Path) -> Result<(), StoreError> {
+        for object in found {
             let dest = dest_dir.join(&object.relative);
             match &object.location {
                 Location::S3 { bucket, key } => {
@@ -186,7 +192,7 @@ impl Storage {
                 Location::Local(path) => object::copy_atomic(path, &dest)?,
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     /// Store one local file at `uri`.
@@ -288,6 +294,23 @@ impl Storage {
         let full = format!("{}{prefix}", self.state_prefix);
         let objects = self.store.list(&self.state_bucket, &full)?;
         Ok(objects.into_iter().map(|o| o.key[self.state_prefix.len()..].to_string()).collect())
+    }
+}
+
+/// `sagestep cp`: a local file or directory to an `s3://` key or prefix, or an `s3://` object
+/// or prefix into a local directory, with S3 as the environment configures it. Returns how
+/// many objects were copied.
+pub fn copy(source: &str, destination: &str) -> Result<usize, StoreError> {
+    let storage = Storage::s3()?;
+    match (Location::parse(source)?, Location::parse(destination)?) {
+        (Location::Local(path), Location::S3 { .. }) if path.is_dir() => Ok(storage.put_dir(&path, destination)?.len()),
+        (Location::Local(path), Location::S3 { .. }) => storage.put_file(&path, destination).map(|_| 1),
+        (Location::S3 { .. }, Location::Local(dir)) => Ok(storage.fetch(source, &dir)?.len()),
+        _ => Err(LocationError::Invalid {
+            given: format!("{source} {destination}"),
+            reason: "one side must be local and the other s3://",
+        }
+        .into()),
     }
 }
 

@@ -10,6 +10,7 @@ mod hostile;
 mod mme;
 mod model;
 mod monitor;
+mod multi_instance;
 mod pipeline;
 mod preprocess;
 mod python_interop;
