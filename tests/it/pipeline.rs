@@ -221,7 +221,7 @@ fn corrupted(edit: impl FnOnce(&mut Value)) -> tempfile::NamedTempFile {
 fn validate_passes_the_shipped_definition_and_explains_corruptions() {
     let ok = Command::new(BIN).args(["validate"]).arg(pipeline()).output().unwrap();
     assert_success(&ok);
-    assert!(stdout(&ok).contains("valid (8 steps"), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("valid (12 steps"), "{}", stdout(&ok));
 
     type Edit = Box<dyn FnOnce(&mut Value)>;
     let cases: Vec<(Edit, &str)> = vec![

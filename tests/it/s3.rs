@@ -332,10 +332,10 @@ fn the_whole_pipeline_runs_against_s3_and_leaves_the_objects_sagemaker_would() {
     let listed = server.sagestep(&["registry", "list", "--store", "s3://team/runs"]);
     assert!(stdout(&listed).contains("PendingManualApproval") && stdout(&listed).contains(id), "{}", stdout(&listed));
 
-    // A rerun reuses preprocess and tuning from the S3 cache.
+    // A rerun reuses preprocess, tuning, evaluation and the data-quality steps from the S3 cache.
     let output = server.sagestep(&args);
     assert_success(&output);
-    assert_eq!(stdout(&output).matches("cache hit").count(), 3, "{}", stdout(&output));
+    assert_eq!(stdout(&output).matches("cache hit").count(), 5, "{}", stdout(&output));
 
     // --store s3: the definition's URIs as written, records where --records says.
     server.bucket("artifacts");
