@@ -234,8 +234,8 @@ fn validate_passes_the_shipped_definition_and_explains_corruptions() {
             "$.Steps[2].Arguments.ProcessingInputs[1].S3Input.S3Uri.Get: `Steps.PreprocessAutoMpgData.ProcessingOutputConfig.Outputs['tets'].S3Output.S3Uri`: step `PreprocessAutoMpgData` has no output `tets`",
         ),
         (
-            Box::new(|d| d["Steps"][3]["Arguments"]["IfSteps"][1]["Name"] = "HPTuning".into()),
-            "$.Steps[3].Arguments.IfSteps[1].Name: step name `HPTuning` is also used at $.Steps[1]",
+            Box::new(|d| d["Steps"][5]["Arguments"]["IfSteps"][1]["Name"] = "HPTuning".into()),
+            "$.Steps[5].Arguments.IfSteps[1].Name: step name `HPTuning` is also used at $.Steps[1]",
         ),
         (
             Box::new(|d| {
