@@ -27,6 +27,8 @@ pub const SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: &str = "SAGEMAKER_DEFAULT_INVOCA
 pub const SAGEMAKER_INFERENCE_OUTPUT: &str = "SAGEMAKER_INFERENCE_OUTPUT";
 /// Batch transform: set to `true` on every batch transform container.
 pub const SAGEMAKER_BATCH: &str = "SAGEMAKER_BATCH";
+/// Script mode: the user's inference script the built-in's framework mode would run.
+pub const SAGEMAKER_PROGRAM: &str = "SAGEMAKER_PROGRAM";
 /// Batch transform, set only when the user set them.
 pub const SAGEMAKER_MAX_PAYLOAD_IN_MB: &str = "SAGEMAKER_MAX_PAYLOAD_IN_MB";
 pub const SAGEMAKER_BATCH_STRATEGY: &str = "SAGEMAKER_BATCH_STRATEGY";

@@ -50,6 +50,12 @@ pub struct ServeConfig {
 pub enum ConfigError {
     #[error("`{name}` must be {expected}. Given: `{given}`")]
     Invalid { name: &'static str, expected: &'static str, given: String },
+    #[error(
+        "script mode is not supported: `SAGEMAKER_PROGRAM={0}` asks to serve with a user's inference script (the \
+         built-in XGBoost's framework mode), which this static image cannot run. Serve the model with this image \
+         and no SAGEMAKER_PROGRAM, or use AWS's XGBoost framework image (sagemaker-xgboost) for a custom script"
+    )]
+    ScriptMode(String),
 }
 
 fn var(name: &str) -> Option<String> {
@@ -64,6 +70,9 @@ impl ServeConfig {
     /// SageMaker's environment: port, default Accept, selectable output, batch variables,
     /// multi-model mode (whose `url`s must lie in `models_root`).
     pub fn from_env(model_dir: PathBuf, models_root: PathBuf, port: Option<u16>) -> Result<Self, ConfigError> {
+        if let Some(program) = var(env::SAGEMAKER_PROGRAM) {
+            return Err(ConfigError::ScriptMode(program));
+        }
         let port = match port {
             Some(p) => p,
             None => parse_var(env::SAGEMAKER_BIND_TO_PORT, "a port number")?.unwrap_or(8080),

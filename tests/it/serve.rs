@@ -512,3 +512,20 @@ fn image_serves_a_model_tar_gz() {
     assert!(Command::new("docker").args(["stop", "-t", "30", &name]).output().unwrap().status.success());
     assert!(t.elapsed() < Duration::from_secs(10), "stopped in {:?}", t.elapsed());
 }
+
+/// `SAGEMAKER_PROGRAM` (script mode) is refused at start-up by name, never served as the
+/// built-in algorithm instead.
+#[test]
+fn script_mode_is_refused_at_start_up() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
+        .arg("serve")
+        .env("SAGEMAKER_PROGRAM", "inference.py")
+        .env("SAGESTEP_MODEL_DIR", crate::util::shared().join("fixtures"))
+        .env("SAGEMAKER_BIND_TO_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("script mode is not supported") && log.contains("SAGEMAKER_PROGRAM=inference.py"), "{log}");
+    assert!(log.contains("framework image"), "{log}");
+}
