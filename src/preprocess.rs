@@ -283,6 +283,9 @@ fn job_name(path: &Path) -> String {
 
 pub fn run(config: &Config) -> Result<RowCounts, Error> {
     let started = Instant::now();
+    // Chunks of megabytes are freed and allocated again many times a second: kept, their
+    // pages need not be zeroed by the kernel again.
+    crate::retain_freed_memory(1000);
     let (hosts, collective) = join(config)?;
     let team = Together::new(&*collective, &hosts);
     // Every later failure is told to the other hosts at the next exchange, so that they fail

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 
 use super::{DataError, Position};
 
-/// The fields of one line, stored in one buffer. The buffers only grow: splitting a line
-/// does not zero-fill them again.
+/// The fields of one line: spans of one buffer, which holds the line itself when its fields
+/// need no unquoting (one copy per line, not one per field), else `csv_core`'s output.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    /// `csv_core`'s field ends; grown only, so splitting does not zero-fill it again.
     ends: Vec<usize>,
-    fields: usize,
 }
 
 impl Record {
@@ -24,16 +25,15 @@ impl Record {
     }
 
     pub fn len(&self) -> usize {
-        self.fields
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fields == 0
+        self.spans.is_empty()
     }
 
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends[..self.fields].get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let &(start, end) = self.spans.get(i)?;
         Some(&self.bytes[start..end])
     }
 
@@ -41,16 +41,11 @@ impl Record {
         (0..self.len()).map(|i| &self[i])
     }
 
-    fn clear(&mut self) {
+    /// Hold `line`, with no fields yet: fields are spans of it.
+    fn hold(&mut self, line: &[u8]) {
         self.bytes.clear();
-        self.ends.clear();
-        self.fields = 0;
-    }
-
-    fn push_field(&mut self, field: &[u8]) {
-        self.bytes.extend_from_slice(field);
-        self.ends.push(self.bytes.len());
-        self.fields += 1;
+        self.bytes.extend_from_slice(line);
+        self.spans.clear();
     }
 }
 
@@ -134,7 +129,7 @@ impl Splitter {
             Self::Delimited(_, delimiter) if split_simple(line, *delimiter, record) => Ok(()),
             Self::Delimited(reader, _) => split_csv_core(reader, line, record),
             Self::Whitespace => {
-                record.clear();
+                record.hold(line);
                 let mut i = 0;
                 let n = line.len();
                 while i < n {
@@ -143,7 +138,7 @@ impl Splitter {
                         b'"' => {
                             let start = i + 1;
                             let len = line[start..].iter().position(|&b| b == b'"').ok_or("a quote is not closed")?;
-                            record.push_field(&line[start..start + len]);
+                            record.spans.push((start, start + len));
                             i = start + len + 1;
                         }
                         _ => {
@@ -151,7 +146,7 @@ impl Splitter {
                             while i < n && !matches!(line[i], b' ' | b'\t') {
                                 i += 1;
                             }
-                            record.push_field(&line[start..i]);
+                            record.spans.push((start, i));
                         }
                     }
                 }
@@ -164,8 +159,8 @@ impl Splitter {
 /// Any delimited line, quoting and all, by `csv_core`.
 fn split_csv_core(reader: &mut csv_core::Reader, line: &[u8], record: &mut Record) -> Result<(), &'static str> {
     // Unquoted output is never longer than the input, and a line has at most
-    // len + 1 fields: these sizes cannot overflow. Grown only, never shrunk.
-    record.fields = 0;
+    // len + 1 fields: these sizes cannot overflow.
+    record.spans.clear();
     if record.bytes.len() < line.len() {
         record.bytes.resize(line.len(), 0);
     }
@@ -183,7 +178,8 @@ fn split_csv_core(reader: &mut csv_core::Reader, line: &[u8], record: &mut Recor
         reader.read_record(&[], &mut record.bytes[written..], &mut record.ends[fields..]);
     match result {
         csv_core::ReadRecordResult::Record => {
-            record.fields = fields + more_fields;
+            let ends = &record.ends[..fields + more_fields];
+            record.spans.extend(ends.iter().enumerate().map(|(i, &end)| (if i == 0 { 0 } else { ends[i - 1] }, end)));
             Ok(())
         }
         _ => Err("the line could not be split"),
@@ -195,29 +191,36 @@ fn split_csv_core(reader: &mut csv_core::Reader, line: &[u8], record: &mut Recor
 /// a quote inside a field, text after a closing quote) returns false for `csv_core` to
 /// split: the fields are the same either way.
 fn split_simple(line: &[u8], delimiter: u8, record: &mut Record) -> bool {
-    record.clear();
+    record.hold(line);
+    let n = line.len();
     let mut start = 0;
     loop {
-        let rest = &line[start..];
-        let (field, next) = if rest.first() == Some(&b'"') {
-            let Some(close) = memchr::memchr(b'"', &rest[1..]) else { return false };
-            let after = start + 1 + close + 1;
-            match line.get(after) {
-                None => (&rest[1..=close], None),
-                Some(&b) if b == delimiter => (&rest[1..=close], Some(after + 1)),
+        let end;
+        if line.get(start) == Some(&b'"') {
+            let Some(close) = memchr::memchr(b'"', &line[start + 1..]) else { return false };
+            end = start + 1 + close;
+            record.spans.push((start + 1, end));
+            // The closing quote must end the field.
+            match line.get(end + 1) {
+                None => return true,
+                Some(&b) if b == delimiter => start = end + 2,
                 Some(_) => return false,
             }
         } else {
-            match memchr::memchr2(delimiter, b'"', rest) {
-                Some(i) if rest[i] == b'"' => return false,
-                Some(i) => (&rest[..i], Some(start + i + 1)),
-                None => (rest, None),
+            // Fields are short: a byte loop beats a vectorised search here.
+            let mut i = start;
+            while i < n && line[i] != delimiter {
+                if line[i] == b'"' {
+                    return false;
+                }
+                i += 1;
             }
-        };
-        record.push_field(field);
-        match next {
-            Some(n) => start = n,
-            None => return true,
+            end = i;
+            record.spans.push((start, end));
+            if end == n {
+                return true;
+            }
+            start = end + 1;
         }
     }
 }

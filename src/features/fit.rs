@@ -123,6 +123,16 @@ fn sort_categories(categories: &mut [String]) {
     }
 }
 
+/// Append a number's few bytes: a byte loop, where a call to `memcpy` per number cost a tenth
+/// of the writing pass.
+#[inline]
+fn put(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len());
+    for &b in text.as_bytes() {
+        out.push(b);
+    }
+}
+
 /// Applies a fitted transform to parsed rows, writing CSV fields.
 pub struct RowEncoder<'a> {
     fitted: &'a FittedTransform,
@@ -157,7 +167,7 @@ impl<'a> RowEncoder<'a> {
         };
         if with_label {
             sep(out);
-            out.extend_from_slice(float.format(label).as_bytes());
+            put(out, float.format(label));
         }
         let (mut n, mut c) = (0, 0);
         for column in &self.fitted.columns {
@@ -166,7 +176,7 @@ impl<'a> RowEncoder<'a> {
                     let raw = row.numeric[n];
                     let value = if raw.is_nan() { *median } else { raw };
                     sep(out);
-                    out.extend_from_slice(float.format(((value - mean) / scale) as f32).as_bytes());
+                    put(out, float.format(((value - mean) / scale) as f32));
                     n += 1;
                 }
                 FittedColumn::Categorical { categories, .. } => {

@@ -108,7 +108,9 @@ pub fn write(
         files.push(if local_sets[set as usize] > 0 { Some(Partial::create(names.set(set), &mut staged)?) } else { None });
     }
     let work = |hash: u64, rows: &Rows<'_>| -> Result<[Vec<u8>; 4], DataError> {
-        let mut out: [Vec<u8>; 4] = Default::default();
+        // Sized for what the chunk's rows become (scaled numbers are longer than raw ones),
+        // so that the buffers do not grow by copying.
+        let mut out: [Vec<u8>; 4] = std::array::from_fn(|s| Vec::with_capacity(rows.bytes() * if s == 0 { 2 } else { 1 } / 2));
         rows.for_each(|row| {
             if let Some(label) = row.label {
                 let set = assigner.set(hash, row.index);
