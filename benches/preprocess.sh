@@ -20,8 +20,10 @@ bin=target/x86_64-unknown-linux-musl/release/preprocess
 python=target/python/xgb32/bin/python
 if [ "${SKIP_PANDAS:-0}" != 1 ]; then
   [ -x "$python" ] || scripts/python-xgboost >/dev/null
+  # `python -m pip`, not the venv's pip script: a venv copied from elsewhere keeps a shebang
+  # naming the original's interpreter, and would install there.
   "$python" -c 'import sklearn' 2>/dev/null ||
-    "${python%/python}/pip" install --quiet --disable-pip-version-check scikit-learn==1.9.1
+    "$python" -m pip install --quiet --disable-pip-version-check scikit-learn==1.9.1
 fi
 
 generate() {
