@@ -121,6 +121,11 @@ pub enum Error {
     Garbled { host: String, problem: String },
     #[error("the medians were not found in {MAX_MEDIAN_PASSES} counting passes")]
     MedianPasses,
+    #[error(
+        "the input changed while it was read: the first pass found {first:?} rows in train, validation, \
+         test_set_1 and test_set_2, the second {second:?}"
+    )]
+    Changed { first: [u64; 4], second: [u64; 4] },
 }
 
 impl StepError for Error {

@@ -103,33 +103,43 @@ pub fn write(
     report: Option<&Report<'_>>,
 ) -> Result<Staged, Error> {
     let mut staged = Staged::default();
-    let mut files: Vec<Option<Partial>> = Vec::new();
-    for set in Set::ALL {
-        files.push(if local_sets[set as usize] > 0 { Some(Partial::create(names.set(set), &mut staged)?) } else { None });
-    }
-    let work = |hash: u64, rows: &Rows<'_>| -> Result<[Vec<u8>; 4], DataError> {
+    // A set's file is made when its first row comes: only sets this host has rows of.
+    let mut files: [Option<Partial>; 4] = Default::default();
+    let mut written = [0u64; 4];
+    let work = |hash: u64, rows: &Rows<'_>| -> Result<([Vec<u8>; 4], [u64; 4]), DataError> {
         // Sized for what the chunk's rows become (scaled numbers are longer than raw ones),
         // so that the buffers do not grow by copying.
         let mut out: [Vec<u8>; 4] = std::array::from_fn(|s| Vec::with_capacity(rows.bytes() * if s == 0 { 2 } else { 1 } / 2));
+        let mut counts = [0u64; 4];
         rows.for_each(|row| {
             if let Some(label) = row.label {
                 let set = assigner.set(hash, row.index);
                 encoder.write_row(row, label, set.labelled(), &mut out[set as usize]);
+                counts[set as usize] += 1;
             }
         })?;
-        Ok(out)
+        Ok((out, counts))
     };
     for object in objects {
         let hash = assigner.object(&object.key);
-        super::scan::read_one(columns, object, false, |rows| work(hash, rows), |out: [Vec<u8>; 4]| {
-            for (file, bytes) in files.iter_mut().zip(&out) {
-                if !bytes.is_empty() {
-                    // The first pass counted this host's rows per set: a set with rows has a file.
-                    file.as_mut().expect("a set with rows has a file").write(bytes)?;
+        super::scan::read_one(columns, object, false, |rows| work(hash, rows), |(out, counts)| {
+            for (set, bytes) in Set::ALL.into_iter().zip(&out) {
+                if bytes.is_empty() {
+                    continue;
                 }
+                let file = match &mut files[set as usize] {
+                    Some(file) => file,
+                    empty => empty.insert(Partial::create(names.set(set), &mut staged)?),
+                };
+                file.write(bytes)?;
             }
+            written.iter_mut().zip(counts).for_each(|(w, n)| *w += n);
             Ok(())
         })?;
+    }
+    // The statistics are of the rows the first pass read: the same rows, or nothing.
+    if written != *local_sets {
+        return Err(Error::Changed { first: *local_sets, second: written });
     }
     for file in files.into_iter().flatten() {
         file.finish()?;
