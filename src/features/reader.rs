@@ -180,9 +180,11 @@ pub struct Opened {
     pub rows: u64,
 }
 
-/// Chunks in flight at most: a batch being parsed and the one before being consumed.
+/// Chunks per batch; a batch is parsed while the one before is consumed. Capped so that
+/// memory stays bounded on many cores: two batches of 4 MiB chunks and what they become
+/// (about 10 MiB a chunk) stay under 200 MiB.
 fn batch_size() -> usize {
-    (2 * crate::parallel::cores()).clamp(2, 12)
+    (2 * crate::parallel::cores()).clamp(2, 8)
 }
 
 /// Read `object` through the schema: `work` runs on every core, a chunk each, and each

@@ -13,6 +13,8 @@ use crate::features::fit::RowEncoder;
 use crate::features::reader::{Columns, Object, Rows};
 use crate::features::split::Assigner;
 
+use super::scan::Recycle;
+
 /// Where each set's rows go: `<set>/<set>.csv` for a job of one instance (the names before
 /// several instances existed), `<set>/part-<host>.csv` for each host of several, so that no
 /// two hosts write one S3 key.
@@ -106,10 +108,15 @@ pub fn write(
     // A set's file is made when its first row comes: only sets this host has rows of.
     let mut files: [Option<Partial>; 4] = Default::default();
     let mut written = [0u64; 4];
+    let buffers: Recycle<[Vec<u8>; 4]> = Recycle::new();
     let work = |hash: u64, rows: &Rows<'_>| -> Result<([Vec<u8>; 4], [u64; 4]), DataError> {
         // Sized for what the chunk's rows become (scaled numbers are longer than raw ones),
         // so that the buffers do not grow by copying.
-        let mut out: [Vec<u8>; 4] = std::array::from_fn(|s| Vec::with_capacity(rows.bytes() * if s == 0 { 2 } else { 1 } / 2));
+        let mut out = buffers.take().unwrap_or_default();
+        for (s, buffer) in out.iter_mut().enumerate() {
+            buffer.clear();
+            buffer.reserve(rows.bytes() * if s == 0 { 2 } else { 1 } / 2);
+        }
         let mut counts = [0u64; 4];
         rows.for_each(|row| {
             if let Some(label) = row.label {
@@ -134,6 +141,7 @@ pub fn write(
                 file.write(bytes)?;
             }
             written.iter_mut().zip(counts).for_each(|(w, n)| *w += n);
+            buffers.give(out);
             Ok(())
         })?;
     }
