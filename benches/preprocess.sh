@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark the preprocess step beside pandas + scikit-learn doing the same job
 # (benches/preprocess_pandas.py), on synthetic Auto-MPG-shaped CSVs. For each size, both
-# sides' wall time, rows/s and peak memory (max RSS). Not a test: figures go in notes.
+# sides' wall time, rows/s, peak memory (max RSS) and CPU seconds (user + system: steadier
+# than wall time on a shared machine). Not a test: figures go in notes.
 #
 #   benches/preprocess.sh [rows ...]      default: 5000000 21000000 (about 250 MB and 1 GB)
 #
@@ -52,12 +53,14 @@ PY
 measure() {
   local name=$1 rows=$2 bytes=$3
   shift 3
-  /usr/bin/time -f '%e %M' -o "$work/time.txt" "$@" >"$work/log.txt" 2>&1 || { cat "$work/log.txt"; exit 1; }
-  read -r seconds rss_kib < "$work/time.txt"
-  python3 - "$name" "$rows" "$bytes" "$seconds" "$rss_kib" <<'PY'
+  /usr/bin/time -f '%e %M %U %S' -o "$work/time.txt" "$@" >"$work/log.txt" 2>&1 || { cat "$work/log.txt"; exit 1; }
+  read -r seconds rss_kib user sys < "$work/time.txt"
+  python3 - "$name" "$rows" "$bytes" "$seconds" "$rss_kib" "$user" "$sys" <<'PY'
 import sys
 name, rows, size, seconds, rss = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-print(f"  {name:<22} {seconds:8.2f} s {rows / seconds:>12,.0f} rows/s {rss / 1024:>8,.0f} MiB peak ({rss * 1024 / size:.2f} x input)")
+cpu = float(sys.argv[6]) + float(sys.argv[7])
+print(f"  {name:<22} {seconds:8.2f} s {rows / seconds:>12,.0f} rows/s {rss / 1024:>8,.0f} MiB peak "
+      f"({rss * 1024 / size:.2f} x input) {cpu:8.2f} CPU s")
 PY
   echo "$seconds" > "$work/last_seconds"
 }
