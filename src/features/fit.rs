@@ -282,6 +282,7 @@ mod tests {
         read_object(
             &columns,
             &object,
+            false,
             |rows| {
                 let mut out = Vec::new();
                 rows.for_each(|row| {

@@ -171,13 +171,15 @@ impl Rows<'_> {
 }
 
 /// How an object's text is laid out, from its first non-blank line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
     pub gzip: bool,
     pub dialect: Dialect,
     pub header: bool,
     /// Data rows.
     pub rows: u64,
+    /// The stored bytes' digest, when asked for.
+    pub digest: Option<files::Digested>,
 }
 
 /// Chunks per batch; a batch is parsed while the one before is consumed. Capped so that
@@ -192,11 +194,17 @@ fn batch_size() -> usize {
 pub fn read_object<T: Send>(
     columns: &Columns,
     object: &Object,
+    digest: bool,
     work: impl Fn(&Rows<'_>) -> Result<T, DataError> + Sync,
     mut consume: impl FnMut(T) -> Result<(), DataError> + Send,
 ) -> Result<Opened, DataError> {
     let file = object.file.as_path();
-    let opened = files::open(file)?;
+    let (opened, digested) = if digest {
+        let (opened, digested) = files::open_hashed(file)?;
+        (opened, Some(digested))
+    } else {
+        (files::open(file)?, None)
+    };
     let gzip = opened.gzip;
     let mut source = opened.reader;
     // The first non-blank line: the dialect, and a header or the first data row.
@@ -268,7 +276,7 @@ pub fn read_object<T: Send>(
     if rows == 0 {
         return Err(DataError::Empty { path: file.to_path_buf() });
     }
-    Ok(Opened { gzip, dialect, header, rows })
+    Ok(Opened { gzip, dialect, header, rows, digest: digested.map(|d| d.finish()) })
 }
 
 pub fn parse_number(field: &[u8]) -> Result<f64, String> {
@@ -361,6 +369,7 @@ pub(crate) mod tests {
         let opened = read_object(
             &columns,
             object,
+            false,
             |rows| {
                 let mut out = Vec::new();
                 rows.for_each(|row| {
@@ -400,7 +409,7 @@ pub(crate) mod tests {
         );
         let schema = Schema::auto_mpg();
         let (rows, opened) = read_all(&schema, &uci).unwrap();
-        assert_eq!(opened, Opened { gzip: false, dialect: Dialect::Whitespace, header: false, rows: 3 });
+        assert_eq!(opened, Opened { gzip: false, dialect: Dialect::Whitespace, header: false, rows: 3, digest: None });
         // The unlabelled row counts as row 1: indices do not depend on labels.
         assert_eq!(rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), [(0, 18.0), (2, 15.0)]);
         assert_eq!(rows[0].2[3], 3504.0);

@@ -8,7 +8,6 @@ use super::Error;
 use crate::data::DataError;
 use crate::data::records::Dialect;
 use crate::features::fit::{FitError, MAX_CATEGORIES};
-use crate::data::files::Digested;
 use crate::features::reader::{Columns, Object, Opened, Rows, SourceFile, read_object};
 use crate::features::split::Assigner;
 use crate::features::stats::{Decoder, Encoder, KeyMap, MedianSearch, Moments, ValueCounts, key};
@@ -145,32 +144,26 @@ struct ChunkStats {
 }
 
 /// Read one object with `work` per chunk and `consume` in order; with `digest`, the SHA-256
-/// of its stored bytes is computed beside, on another core (the second read comes from the
-/// page cache).
+/// of its stored bytes is taken from the same reads.
 pub(super) fn read_one<T: Send>(
     columns: &Columns,
     object: &Object,
     digest: bool,
     work: impl Fn(&Rows<'_>) -> Result<T, DataError> + Sync,
     mut consume: impl FnMut(T) -> Result<(), Error> + Send,
-) -> Result<(Opened, Digested), Error> {
+) -> Result<Opened, Error> {
     let mut failed: Option<Error> = None;
-    let (opened, digested) = std::thread::scope(|scope| {
-        let digested = digest.then(|| scope.spawn(|| crate::data::files::digest(&object.file)));
-        let opened = read_object(columns, object, work, |t| {
-            consume(t).map_err(|e| {
-                failed = Some(e);
-                // Stops the read; the error itself is kept above.
-                DataError::Empty { path: object.file.clone() }
-            })
-        });
-        (opened, digested.map(|h| h.join().expect("the hashing thread does not panic")))
+    let opened = read_object(columns, object, digest, work, |t| {
+        consume(t).map_err(|e| {
+            failed = Some(e);
+            // Stops the read; the error itself is kept above.
+            DataError::Empty { path: object.file.clone() }
+        })
     });
     if let Some(e) = failed {
         return Err(e);
     }
-    let opened = opened?;
-    Ok((opened, digested.transpose()?.unwrap_or_default()))
+    Ok(opened?)
 }
 
 /// The first pass over this host's objects.
@@ -233,7 +226,7 @@ pub fn statistics(columns: &Columns, assigner: &Assigner, objects: &[Object], bu
             sets: [0; 4],
             present: vec![Moments::default(); numeric],
         };
-        let (opened, digested) = read_one(columns, object, true, |rows| work(hash, rows), |chunk: ChunkStats| {
+        let opened = read_one(columns, object, true, |rows| work(hash, rows), |chunk: ChunkStats| {
             stats.source.dropped_without_label += chunk.dropped;
             for (s, n) in stats.sets.iter_mut().zip(chunk.sets) {
                 *s += n;
@@ -259,6 +252,7 @@ pub fn statistics(columns: &Columns, assigner: &Assigner, objects: &[Object], bu
             Ok(())
         })?;
         let s = &mut stats.source;
+        let digested = opened.digest.unwrap_or_default();
         (s.sha256, s.bytes, s.gzip, s.dialect, s.header, s.rows) =
             (digested.sha256, digested.bytes, opened.gzip, opened.dialect, opened.header, opened.rows);
         host.objects.push(stats);
