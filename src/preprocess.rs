@@ -1,28 +1,57 @@
 //! The preprocess step: raw tabular data to train/validation/test splits for XGBoost (CSV,
 //! no header, label first) and the fitted transform as `preprocessing.json`.
 //!
-//! Order matters: split first, then fit on the training rows only, so that no statistic of
-//! validation or test rows leaks into the features.
+//! Two streaming passes over the input, so memory does not grow with it: the first assigns
+//! each row to its set (a seeded hash of the row's identity) and gathers the statistics of
+//! the training rows (counts, moments, exact value counts for medians, categories); the
+//! second applies the fitted transform and writes. Only training rows are fitted, so no
+//! statistic of validation or test rows leaks into the features.
+//!
+//! Several instances (`resourceconfig.json`) each read their share of the objects
+//! (`ShardedByS3Key`) and exchange their statistics through the job's collective: every
+//! statistic merges exactly or in key order, so `preprocessing.json` is the same bytes for
+//! any number of instances and any assignment of objects to them. Each host writes its own
+//! part files; the first host writes `preprocessing.json`.
 
-use std::io::Write;
+mod exchange;
+mod output;
+mod scan;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::cluster::{self, ClusterError, Collective, Hosts};
 use crate::contract::MlRoot;
 use crate::contract::failure::{Fault, StepError};
 use crate::data::DataError;
 use crate::data::files;
-use crate::features::fit::TableEncoder;
-use crate::features::{FitError, FittedTransform, Ratios, Schema, SchemaError, Split, SplitError, Table};
+use crate::features::fit::{MAX_CATEGORIES, NumericFit, RowEncoder};
+use crate::features::reader::{Columns, Object, SourceFile};
+use crate::features::split::Assigner;
+use crate::features::stats::{MedianSearch, MedianStep, Moments, ValueCounts};
+use crate::features::{FitError, FittedTransform, Ratios, Schema, SchemaError, Set, SplitError};
 use crate::storage::{Location, LocationError};
+
+use exchange::Together;
+use scan::{HostStats, ObjectStats};
 
 /// The four data sets, each in its own output directory so that no S3 prefix holds another.
 pub const SPLITS: [&str; 4] = ["train", "validation", "test_set_1", "test_set_2"];
 /// The processing output holding `preprocessing.json`.
 pub const ARTIFACTS: &str = "artifacts";
 pub const TRANSFORM_FILE: &str = "preprocessing.json";
+
+/// Distinct values counted exactly per host, over all numeric columns, before counts are
+/// coarsened (16 bytes each in a gather, about 40 in memory).
+pub const MEDIAN_BUDGET: usize = 1 << 19;
+/// The fewest a column gets, however many columns share the budget: a pass then narrows the
+/// median's interval at least eightfold.
+const MIN_COLUMN_BUDGET: usize = 64;
+/// Counting passes for medians at most (64-bit keys, at least 3 bits a pass).
+const MAX_MEDIAN_PASSES: usize = 24;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -35,11 +64,18 @@ pub struct Config {
     pub schema: Option<PathBuf>,
     pub seed: u64,
     pub ratios: Ratios,
+    /// `resourceconfig.json`: the instances of the job (absent: one).
+    pub resource_config: PathBuf,
+    /// `processingjobconfig.json`: the job's name, which hosts check when they connect.
+    pub job_config: PathBuf,
+    /// Distinct values per host counted exactly in one pass, shared by the numeric columns;
+    /// past it, medians take more passes (they stay exact).
+    pub median_budget: usize,
 }
 
 impl Config {
     /// SageMaker's processing paths under `ml`: input from `processing/input`, outputs in
-    /// `processing/`.
+    /// `processing/`, instances from `config/resourceconfig.json`.
     pub fn sagemaker_defaults(ml: &MlRoot) -> Self {
         Self {
             input: ml.processing_path("input").to_string_lossy().into_owned(),
@@ -47,6 +83,9 @@ impl Config {
             schema: None,
             seed: 42,
             ratios: Ratios::default(),
+            resource_config: ml.processing_resource_config(),
+            job_config: ml.processing_job_config(),
+            median_budget: MEDIAN_BUDGET,
         }
     }
 }
@@ -71,32 +110,50 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("the instances of the job: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("{0}")]
+    Config(String),
+    /// Another host failed; its message.
+    #[error("host `{host}` failed: {message}")]
+    Peer { host: String, message: String, fault: Fault },
+    #[error("host `{host}` sent statistics this host cannot read: {problem}")]
+    Garbled { host: String, problem: String },
+    #[error("the medians were not found in {MAX_MEDIAN_PASSES} counting passes")]
+    MedianPasses,
+    #[error(
+        "the input changed while it was read: the first pass found {first:?} rows in train, validation, \
+         test_set_1 and test_set_2, the second {second:?}"
+    )]
+    Changed { first: [u64; 4], second: [u64; 4] },
 }
 
 impl StepError for Error {
     fn fault(&self) -> Fault {
         match self {
-            Self::Write { .. } => Fault::Internal,
+            Self::Write { .. } | Self::Garbled { .. } | Self::MedianPasses => Fault::Internal,
             Self::Store(err) if err.is_transient() || matches!(err, crate::storage::StoreError::Io { .. }) => {
                 Fault::Internal
             }
+            Self::Cluster(err) if !err.is_config() => Fault::Internal,
+            Self::Peer { fault, .. } => *fault,
             _ => Fault::User,
         }
     }
 }
 
-/// Row counts, as written to `preprocessing.json` and logged.
+/// Row counts over every host, as written to `preprocessing.json` and logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowCounts {
     pub read: u64,
     pub dropped_without_label: u64,
-    pub train: usize,
-    pub validation: usize,
-    pub test_set_1: usize,
-    pub test_set_2: usize,
+    pub train: u64,
+    pub validation: u64,
+    pub test_set_1: u64,
+    pub test_set_2: u64,
 }
 
-/// `preprocessing.json`.
+/// `preprocessing.json`: nothing in it depends on the number of hosts.
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
     pub format_version: u32,
@@ -107,9 +164,14 @@ pub struct Report<'a> {
     pub schema: &'a Schema,
     pub seed: u64,
     pub ratios: Ratios,
+    /// How rows were assigned to sets.
+    pub split: &'static str,
+    /// How medians were found.
+    pub median: &'static str,
     pub rows: RowCounts,
-    pub inputs: &'a [crate::features::table::SourceFile],
-    /// SHA-256 over the per-file digests in order: one fingerprint of the whole input.
+    /// Every object read, by key.
+    pub inputs: Vec<SourceFile>,
+    /// SHA-256 over the per-object digests in key order: one fingerprint of the whole input.
     pub input_sha256: String,
 }
 
@@ -144,63 +206,152 @@ impl Drop for S3Input {
     }
 }
 
-pub fn run(config: &Config) -> Result<RowCounts, Error> {
-    let started = Instant::now();
+/// What a host sets out with: the schema, the split, its input objects.
+struct Setup {
+    schema: Schema,
+    assigner: Assigner,
+    objects: Vec<Object>,
+    /// Why this host has no objects, when it has none (the message if no host has any).
+    none: Option<DataError>,
+    _download: Option<S3Input>,
+}
+
+fn setup(config: &Config, world: usize) -> Result<Setup, Error> {
     let schema = match &config.schema {
         Some(path) => Schema::load(path)?,
         None => Schema::auto_mpg(),
     };
-    config.ratios.validate()?;
+    let assigner = Assigner::new(config.ratios, config.seed)?;
     let download = match Location::parse(&config.input)? {
-        Location::Local(path) => Err(path),
-        Location::S3 { .. } => Ok(S3Input::fetch(&config.input, &config.output_dir)?),
+        Location::Local(_) => None,
+        Location::S3 { .. } => Some(S3Input::fetch(&config.input, &config.output_dir)?),
     };
-    let input = match &download {
-        Ok(fetched) => fetched.dir.clone(),
-        Err(path) => path.clone(),
+    let root = match (&download, Location::parse(&config.input)?) {
+        (Some(fetched), _) => fetched.dir.clone(),
+        (None, Location::Local(path)) => path,
+        (None, Location::S3 { .. }) => unreachable!("an S3 input is downloaded"),
     };
-    let input_files = files::list_files(&input)?;
-    tracing::info!(input = %input.display(), files = input_files.len(), "reading input");
+    let (objects, none) = match files::list_files(&root) {
+        Ok(list) => (list, None),
+        // With several hosts, one may have no share of the objects (more instances than
+        // objects); the job fails only if no host has any.
+        Err(e @ (DataError::Missing { .. } | DataError::NoFiles { .. })) if world > 1 => (Vec::new(), Some(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let objects = objects
+        .into_iter()
+        .map(|file| {
+            // The key: the path below the input (a single file: its name), as S3 keys sit
+            // below the input's prefix.
+            let key = match file.strip_prefix(&root) {
+                Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+                _ => file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            };
+            let name = download
+                .as_ref()
+                .and_then(|d| d.origins.iter().find(|(path, _)| *path == file).map(|(_, uri)| uri.clone()))
+                .unwrap_or_else(|| key.clone());
+            Object { file, key, name }
+        })
+        .collect();
+    Ok(Setup { schema, assigner, objects, none, _download: download })
+}
 
-    let mut table = Table::read(&schema, &input_files)?;
-    if let Ok(fetched) = &download {
-        for source in &mut table.sources {
-            if let Some((_, uri)) = fetched.origins.iter().find(|(path, _)| *path == source.path) {
-                source.path = PathBuf::from(uri);
-            }
-        }
+/// Join the other hosts of the job (none: the world of one).
+fn join(config: &Config) -> Result<(Hosts, Box<dyn Collective>), Error> {
+    let hosts = Hosts::read(&config.resource_config)?;
+    if hosts.world() == 1 {
+        return Ok((hosts, Box::new(cluster::Local)));
     }
-    let split = Split::new(table.len(), config.ratios, config.seed)?;
-    let fitted = FittedTransform::fit(&schema, &table, &split.train)?;
-    let rows = RowCounts {
-        read: table.sources.iter().map(|s| s.rows).sum(),
-        dropped_without_label: table.dropped_without_label(),
-        train: split.train.len(),
-        validation: split.validation.len(),
-        test_set_1: split.test_set_1.len(),
-        test_set_2: split.test_set_2.len(),
-    };
+    let settings = cluster::Settings::from_env().map_err(Error::Config)?;
+    let job = job_name(&config.job_config);
+    // Hosts must agree on everything that decides the output.
+    let schema = config.schema.as_ref().map(|p| std::fs::read(p).unwrap_or_else(|e| e.to_string().into_bytes()));
+    let mut fingerprint = format!("seed {} ratios {:?}\n", config.seed, config.ratios).into_bytes();
+    fingerprint.extend(schema.unwrap_or_else(|| b"auto-mpg".to_vec()));
+    let collective = cluster::join(&hosts, &job, cluster::fingerprint(&fingerprint), &settings)?;
+    Ok((hosts, collective))
+}
+
+fn job_name(path: &Path) -> String {
+    #[derive(serde::Deserialize)]
+    struct JobConfig {
+        #[serde(rename = "ProcessingJobName")]
+        name: Option<String>,
+    }
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<JobConfig>(&bytes).ok())
+        .and_then(|c| c.name)
+        .unwrap_or_default()
+}
+
+pub fn run(config: &Config) -> Result<RowCounts, Error> {
+    let started = Instant::now();
+    // Chunks of megabytes are freed and allocated again many times a second: kept, their
+    // pages need not be zeroed by the kernel again.
+    crate::retain_freed_memory(1000);
+    let (hosts, collective) = join(config)?;
+    let team = Together::new(&*collective, &hosts);
+    // Every later failure is told to the other hosts at the next exchange, so that they fail
+    // with its message instead of waiting.
+    let setup = setup(config, hosts.world());
+    let (mut setup, keys) = team.share(setup, |s| exchange::encode_keys(&s.objects))?;
+    let keys = keys
+        .iter()
+        .enumerate()
+        .map(|(rank, bytes)| {
+            exchange::decode_keys(bytes).map_err(|problem| Error::Garbled { host: hosts.hosts[rank].clone(), problem })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let kept = exchange::assign(&keys, hosts.rank());
+    if keys.iter().all(Vec::is_empty) {
+        return Err(setup.none.take().map_or_else(|| Error::Config("no host has any input object".into()), Error::from));
+    }
+    let objects: Vec<Object> = setup.objects.iter().filter(|o| kept.contains(&o.key)).cloned().collect();
+    if objects.len() < setup.objects.len() {
+        tracing::info!(skipped = setup.objects.len() - objects.len(), "objects another host holds too are read there");
+    }
+    tracing::info!(host = %hosts.current, hosts = hosts.world(), objects = objects.len(), "reading input");
+
+    let schema = &setup.schema;
+    let columns = Columns::new(schema);
+    let budget = (config.median_budget / columns.numeric.len().max(1)).max(MIN_COLUMN_BUDGET);
+    let first_pass = scan::statistics(&columns, &setup.assigner, &objects, budget);
+    let (mine, all) = team.share(first_pass, |s| s.encode())?;
+    let global = combine(&hosts, &all, &columns, budget)?;
+    let rows = global.counts();
+    config.ratios.check_counts(&[rows.train, rows.validation, rows.test_set_1, rows.test_set_2])?;
+    let numeric = medians(&team, &hosts, &columns, &setup.assigner, &objects, &global, budget)?;
+    let categories = global.categories.iter().map(|set| set.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect()).collect();
+    let fitted = FittedTransform::from_stats(schema, &numeric, categories);
     tracing::info!(
         read = rows.read,
         dropped_without_label = rows.dropped_without_label,
         features = fitted.feature_count(),
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "read and fitted"
+        "fitted"
     );
 
-    let report = Report {
-        format_version: 1,
+    let report = (hosts.rank() == 0).then(|| Report {
+        format_version: 2,
         generator: concat!("sagestep-preprocess ", env!("CARGO_PKG_VERSION")).to_string(),
         transform: &fitted,
         label_first: true,
-        schema: &schema,
+        schema,
         seed: config.seed,
         ratios: config.ratios,
+        split: "each row by a seeded hash of its object's key and its index among the object's data rows",
+        median: "exact (numpy's: the mean of the two middle values for an even count)",
         rows: rows.clone(),
-        inputs: &table.sources,
-        input_sha256: combined_digest(&table),
-    };
-    write_outputs(&config.output_dir, &table, &fitted, &split, &report)?;
+        input_sha256: combined_digest(&global.objects),
+        inputs: global.objects.iter().map(|o| o.source.clone()).collect(),
+    });
+    let names = output::Names::new(&config.output_dir, &hosts);
+    let staged = output::write(&names, &columns, &setup.assigner, &objects, &RowEncoder::new(&fitted), &mine.set_counts(), report.as_ref());
+    // Nobody renames until every host has staged its files whole.
+    let (staged, _) = team.share(staged, |_| Vec::new())?;
+    staged.commit()?;
 
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -209,133 +360,130 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
         test_set_1 = rows.test_set_1,
         test_set_2 = rows.test_set_2,
         seconds,
-        rows_per_second = (rows.read as f64 / seconds) as u64,
+        rows_per_second = (mine.rows() as f64 / seconds) as u64,
         output = %config.output_dir.display(),
         "preprocessing complete"
     );
     Ok(rows)
 }
 
-fn combined_digest(table: &Table) -> String {
+/// Every host's statistics, merged: objects in key order, moments merged in that order,
+/// value counts and categories merged exactly.
+struct Global {
+    objects: Vec<ObjectStats>,
+    present: Vec<Moments>,
+    values: Vec<ValueCounts>,
+    categories: Vec<BTreeSet<Vec<u8>>>,
+}
+
+impl Global {
+    fn counts(&self) -> RowCounts {
+        let sum = |f: &dyn Fn(&ObjectStats) -> u64| self.objects.iter().map(f).sum::<u64>();
+        RowCounts {
+            read: sum(&|o| o.source.rows),
+            dropped_without_label: sum(&|o| o.source.dropped_without_label),
+            train: sum(&|o| o.sets[Set::Train as usize]),
+            validation: sum(&|o| o.sets[Set::Validation as usize]),
+            test_set_1: sum(&|o| o.sets[Set::TestSet1 as usize]),
+            test_set_2: sum(&|o| o.sets[Set::TestSet2 as usize]),
+        }
+    }
+}
+
+fn combine(hosts: &Hosts, all: &[Vec<u8>], columns: &Columns, budget: usize) -> Result<Global, Error> {
+    let mut objects: Vec<ObjectStats> = Vec::new();
+    let mut values = vec![ValueCounts::default(); columns.numeric.len()];
+    let mut categories = vec![BTreeSet::new(); columns.categorical.len()];
+    for (rank, bytes) in all.iter().enumerate() {
+        let garbled = |problem: String| Error::Garbled { host: hosts.hosts[rank].clone(), problem };
+        let stats = HostStats::decode(bytes, columns).map_err(garbled)?;
+        objects.extend(stats.objects);
+        for (merged, counts) in values.iter_mut().zip(&stats.values) {
+            merged.merge(counts, budget);
+        }
+        for (c, (merged, seen)) in categories.iter_mut().zip(stats.categories).enumerate() {
+            merged.extend(seen);
+            if merged.len() > MAX_CATEGORIES {
+                let column = columns.names[columns.categorical[c]].clone();
+                return Err(FitError::TooManyCategories { column, max: MAX_CATEGORIES }.into());
+            }
+        }
+    }
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut present = vec![Moments::default(); columns.numeric.len()];
+    for object in &objects {
+        for (merged, m) in present.iter_mut().zip(&object.present) {
+            merged.merge(m);
+        }
+    }
+    Ok(Global { objects, present, values, categories })
+}
+
+/// Each numeric column's median, exactly: more counting passes over the input, inside the
+/// interval the middle ranks fell in, until the counts resolve single values.
+#[allow(clippy::too_many_arguments)]
+fn medians(
+    team: &Together<'_>,
+    hosts: &Hosts,
+    columns: &Columns,
+    assigner: &Assigner,
+    objects: &[Object],
+    global: &Global,
+    budget: usize,
+) -> Result<Vec<NumericFit>, Error> {
+    let train = global.objects.iter().map(|o| o.sets[Set::Train as usize]).sum::<u64>();
+    let mut found: Vec<Option<f64>> = vec![None; columns.numeric.len()];
+    let mut searches: Vec<MedianSearch> = Vec::new();
+    for (n, present) in global.present.iter().enumerate() {
+        if present.count == 0 {
+            let column = columns.names[columns.numeric[n]].clone();
+            return Err(FitError::NoValues { column, rows: train }.into());
+        }
+        searches.push(MedianSearch::new(present.count));
+    }
+    let mut counts: Vec<Option<ValueCounts>> = global.values.iter().cloned().map(Some).collect();
+    for pass in 0..MAX_MEDIAN_PASSES {
+        for (n, search) in searches.iter_mut().enumerate() {
+            if let (None, Some(c)) = (found[n], counts[n].take()) {
+                match search.step(&c) {
+                    MedianStep::Found(m) => found[n] = Some(m),
+                    MedianStep::Narrowed(next) => *search = next,
+                }
+            }
+        }
+        let open: Vec<(usize, MedianSearch)> =
+            searches.iter().enumerate().filter(|(n, _)| found[*n].is_none()).map(|(n, s)| (n, *s)).collect();
+        if open.is_empty() {
+            let fits = found
+                .iter()
+                .zip(&global.present)
+                .map(|(m, &present)| NumericFit { rows: train, present, median: m.expect("found") })
+                .collect();
+            return Ok(fits);
+        }
+        tracing::info!(pass = pass + 2, columns = open.len(), "counting again inside the medians' intervals");
+        let local = scan::narrowed_counts(columns, assigner, objects, &open, budget);
+        let (_, all) = team.share(local, |c| exchange::encode_counts(c))?;
+        let mut merged = vec![ValueCounts::default(); open.len()];
+        for (rank, bytes) in all.iter().enumerate() {
+            let theirs = exchange::decode_counts(bytes, open.len())
+                .map_err(|problem| Error::Garbled { host: hosts.hosts[rank].clone(), problem })?;
+            for (m, t) in merged.iter_mut().zip(&theirs) {
+                m.merge(t, budget);
+            }
+        }
+        for ((n, _), c) in open.iter().zip(merged) {
+            counts[*n] = Some(c);
+        }
+    }
+    Err(Error::MedianPasses)
+}
+
+fn combined_digest(objects: &[ObjectStats]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    for source in &table.sources {
-        hasher.update(source.sha256.as_bytes());
+    for object in objects {
+        hasher.update(object.source.sha256.as_bytes());
     }
     files::hex(&hasher.finalize())
-}
-
-/// Write every output to a hidden temporary file beside its final name, then rename them all:
-/// outputs appear whole or not at all. On failure the temporary files are removed.
-fn write_outputs(
-    output_dir: &Path,
-    table: &Table,
-    fitted: &FittedTransform,
-    split: &Split,
-    report: &Report<'_>,
-) -> Result<(), Error> {
-    let mut staged = Staged::default();
-    let result = (|| {
-        let encoder = TableEncoder::new(fitted, table);
-        let sets = [
-            (SPLITS[0], &split.train, true),
-            (SPLITS[1], &split.validation, true),
-            (SPLITS[2], &split.test_set_1, true),
-            (SPLITS[3], &split.test_set_2, false),
-        ];
-        for (name, rows, with_label) in sets {
-            let path = output_dir.join(name).join(format!("{name}.csv"));
-            let tmp = write_staged(&path, |out| write_rows(&encoder, rows, with_label, out))?;
-            staged.push(tmp, path);
-        }
-        let path = output_dir.join(ARTIFACTS).join(TRANSFORM_FILE);
-        let tmp = write_staged(&path, |out| {
-            serde_json::to_writer_pretty(&mut *out, report).map_err(std::io::Error::other)?;
-            out.write_all(b"\n")
-        })?;
-        staged.push(tmp, path);
-        Ok(())
-    })();
-    match result {
-        Ok(()) => staged.commit(),
-        Err(e) => {
-            staged.discard();
-            Err(e)
-        }
-    }
-}
-
-/// Rows formatted per block, on every core, and written in order.
-const BLOCK_ROWS: usize = 32 * 1024;
-
-fn write_rows(encoder: &TableEncoder<'_>, rows: &[u32], with_label: bool, out: &mut impl Write) -> std::io::Result<()> {
-    let threads = crate::parallel::cores();
-    let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); threads];
-    for round in rows.chunks(BLOCK_ROWS * threads) {
-        std::thread::scope(|scope| {
-            for (block, buffer) in round.chunks(BLOCK_ROWS).zip(buffers.iter_mut()) {
-                scope.spawn(move || {
-                    buffer.clear();
-                    for &row in block {
-                        encoder.write_row(row, with_label, buffer);
-                    }
-                });
-            }
-        });
-        let used = round.len().div_ceil(BLOCK_ROWS);
-        for buffer in &buffers[..used] {
-            out.write_all(buffer)?;
-        }
-    }
-    Ok(())
-}
-
-/// Temporary files waiting to be renamed to their final paths.
-#[derive(Default)]
-struct Staged {
-    files: Vec<(PathBuf, PathBuf)>,
-}
-
-impl Staged {
-    fn push(&mut self, tmp: PathBuf, path: PathBuf) {
-        self.files.push((tmp, path));
-    }
-
-    fn commit(mut self) -> Result<(), Error> {
-        for (tmp, path) in std::mem::take(&mut self.files) {
-            std::fs::rename(&tmp, &path).map_err(|source| Error::Write { path, source })?;
-        }
-        Ok(())
-    }
-
-    fn discard(mut self) {
-        for (tmp, _) in std::mem::take(&mut self.files) {
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
-}
-
-/// Write `path`'s content to `.<name>.partial` beside it, flushed and synced; return that path.
-fn write_staged(
-    path: &Path,
-    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> Result<PathBuf, Error> {
-    let write_err = |source| Error::Write { path: path.to_path_buf(), source };
-    let dir = path.parent().expect("output paths have a parent");
-    std::fs::create_dir_all(dir).map_err(write_err)?;
-    let tmp = crate::storage::partial_path(path);
-    let result = (|| {
-        let file = std::fs::File::create(&tmp)?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        fill(&mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
-    })();
-    match result {
-        Ok(()) => Ok(tmp),
-        Err(source) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(write_err(source))
-        }
-    }
 }

@@ -14,6 +14,8 @@ use sagestep::preprocess::{self, Config};
 /// Reads `/opt/ml/processing/input` (or `--input-data`), writes
 /// `/opt/ml/processing/{train,validation,test_set_1,test_set_2}/` and
 /// `/opt/ml/processing/artifacts/preprocessing.json`. The `/opt/ml` root is `SAGESTEP_ML_ROOT`.
+/// Several instances (`/opt/ml/config/resourceconfig.json`) each read their share of the
+/// input and fit one transform together.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -37,6 +39,10 @@ struct Args {
     validation_ratio: f64,
     #[arg(long, default_value_t = Ratios::default().test)]
     test_ratio: f64,
+    /// Distinct values counted exactly in one pass per host, shared by the numeric columns;
+    /// beyond it, medians take further passes over the input (and stay exact)
+    #[arg(long, env = "SAGESTEP_MEDIAN_BUDGET", default_value_t = preprocess::MEDIAN_BUDGET)]
+    median_budget: usize,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +56,8 @@ fn main() -> ExitCode {
         schema: args.schema,
         seed: args.seed,
         ratios: Ratios { train: args.train_ratio, validation: args.validation_ratio, test: args.test_ratio },
+        median_budget: args.median_budget,
+        ..defaults
     };
     match preprocess::run(&config) {
         Ok(_) => ExitCode::SUCCESS,

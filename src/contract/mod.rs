@@ -52,7 +52,8 @@ impl MlRoot {
         self.root.join("config").join("processingjobconfig.json")
     }
 
-    /// `/opt/ml/config/resourceconfig.json`: `current_host` and `hosts` of a processing job.
+    /// `/opt/ml/config/resourceconfig.json`: a processing job's instances (`current_host`,
+    /// `hosts`); training jobs have theirs under `input/config`.
     pub fn processing_resource_config(&self) -> PathBuf {
         self.root.join("config").join("resourceconfig.json")
     }

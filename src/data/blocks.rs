@@ -237,7 +237,7 @@ impl BlockSummary {
 }
 
 /// A file's text cut at line ends into chunks of about `CHUNK_BYTES`.
-struct ChunkReader<'p> {
+pub(crate) struct ChunkReader<'p> {
     pool: &'p Pool,
     file: Arc<PathBuf>,
     reader: Box<dyn std::io::BufRead + Send>,
@@ -247,28 +247,33 @@ struct ChunkReader<'p> {
     done: bool,
 }
 
-struct Chunk {
-    file: Arc<PathBuf>,
-    first_line: u64,
-    bytes: Vec<u8>,
+pub(crate) struct Chunk {
+    pub(crate) file: Arc<PathBuf>,
+    /// Line number of the chunk's first line.
+    pub(crate) first_line: u64,
+    pub(crate) bytes: Vec<u8>,
     delimiter: u8,
 }
 
 impl<'p> ChunkReader<'p> {
     fn open(path: &Path, pool: &'p Pool) -> Result<Self, DataError> {
         let reader = files::open(path)?.reader;
-        Ok(Self {
-            pool,
-            file: Arc::new(path.to_path_buf()),
-            reader,
-            carry: Vec::new(),
-            next_line: 1,
-            delimiter: None,
-            done: false,
-        })
+        Ok(Self::resume(path, reader, 1, Vec::new(), pool))
     }
 
-    fn next_chunk(&mut self) -> Result<Option<Chunk>, DataError> {
+    /// Chunks of `reader`, already read up to line `next_line`; `carry` is text read ahead
+    /// (whole lines), which the first chunk starts with.
+    pub(crate) fn resume(
+        path: &Path,
+        reader: Box<dyn std::io::BufRead + Send>,
+        next_line: u64,
+        carry: Vec<u8>,
+        pool: &'p Pool,
+    ) -> Self {
+        Self { pool, file: Arc::new(path.to_path_buf()), reader, carry, next_line, delimiter: None, done: false }
+    }
+
+    pub(crate) fn next_chunk(&mut self) -> Result<Option<Chunk>, DataError> {
         if self.done {
             return Ok(None);
         }
@@ -316,10 +321,10 @@ impl<'p> ChunkReader<'p> {
 
 /// Chunk buffers handed back after parsing, for the next reads.
 #[derive(Default)]
-struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
+pub(crate) struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
 
 impl Pool {
-    fn give_back(&self, buffer: Vec<u8>) {
+    pub(crate) fn give_back(&self, buffer: Vec<u8>) {
         if let Ok(mut p) = self.0.lock() {
             p.push(buffer);
         }
@@ -422,8 +427,9 @@ fn feature_value(text: &[u8], column: usize, at: &dyn Fn(Option<String>) -> Posi
     }
 }
 
-/// The lines of a chunk (split at `\n`, found with memchr).
-fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// The lines of a chunk (split at `\n`, found with memchr); a chunk ending in `\n` ends with
+/// an empty line.
+pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(bytes);
     std::iter::from_fn(move || {
         let text = rest?;

@@ -153,7 +153,47 @@ pub struct Opened {
 /// Open a file for reading, transparently decompressing gzip (detected from the bytes).
 pub fn open(path: &Path) -> Result<Opened, DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut buffered = BufReader::with_capacity(READ_BUFFER, file);
+    decompressed(path, file)
+}
+
+/// A SHA-256 taken of the stored bytes as they are read: one read of the file serves both.
+#[derive(Clone, Default)]
+pub struct RunningDigest(std::sync::Arc<std::sync::Mutex<(Sha256, u64)>>);
+
+impl RunningDigest {
+    /// The digest of every byte read so far (all of them once the reader reached the end).
+    pub fn finish(&self) -> Digested {
+        let (hasher, bytes) = self.0.lock().map(|s| s.clone()).unwrap_or_default();
+        Digested { sha256: hex(&hasher.finalize()), bytes }
+    }
+}
+
+struct Hashing {
+    file: File,
+    digest: RunningDigest,
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if let Ok(mut state) = self.digest.0.lock() {
+            state.0.update(&buf[..n]);
+            state.1 += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// [`open`], hashing the stored bytes on the way.
+pub fn open_hashed(path: &Path) -> Result<(Opened, RunningDigest), DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let digest = RunningDigest::default();
+    let opened = decompressed(path, Hashing { file, digest: digest.clone() })?;
+    Ok((opened, digest))
+}
+
+fn decompressed(path: &Path, source: impl Read + Send + 'static) -> Result<Opened, DataError> {
+    let mut buffered = BufReader::with_capacity(READ_BUFFER, source);
     let head = buffered.fill_buf().map_err(|e| DataError::io(path, e))?;
     let gzip = head.starts_with(&GZIP_MAGIC);
     let reader: Box<dyn BufRead + Send> = if gzip {
@@ -189,6 +229,10 @@ mod tests {
         assert!(opened.gzip);
         assert_eq!(text, "3,4\n");
         assert_eq!(digest(&files[2]).unwrap().sha256.len(), 64);
+        // Hashed while read: the same digest.
+        let (mut opened, hashed) = open_hashed(&files[2]).unwrap();
+        opened.reader.read_to_string(&mut String::new()).unwrap();
+        assert_eq!(hashed.finish(), digest(&files[2]).unwrap());
     }
 
     #[test]

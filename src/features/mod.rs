@@ -1,12 +1,13 @@
-//! Preprocessing: the schema, reading raw rows through it, the deterministic split, the
-//! transform fitted on the training split alone, and its application.
+//! Preprocessing: the schema, streaming raw rows through it, the deterministic split, the
+//! statistics of the training rows (mergeable across hosts), the transform fitted from them,
+//! and its application.
 
 pub mod fit;
+pub mod reader;
 pub mod schema;
 pub mod split;
-pub mod table;
+pub mod stats;
 
 pub use fit::{FitError, FittedColumn, FittedTransform};
 pub use schema::{Schema, SchemaError};
-pub use split::{Ratios, Split, SplitError};
-pub use table::Table;
+pub use split::{Ratios, Set, SplitError};

@@ -1,10 +1,10 @@
-//! The deterministic split: a seeded shuffle of the labelled rows, cut into train,
-//! validation and test, the test part halved into `test_set_1` (with labels, for evaluation)
-//! and `test_set_2` (without, for batch transform).
+//! The deterministic split: each labelled row goes to train, validation or test by a seeded
+//! hash of its identity (the object's key and the row's index among the object's data rows),
+//! the test part halved into `test_set_1` (with labels, for evaluation) and `test_set_2`
+//! (without, for batch transform). A row's set depends on nothing else: not on the other
+//! rows, the number of hosts, nor which host reads the object. The sets' sizes follow the
+//! ratios in expectation (each row is an independent draw), not exactly.
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -30,9 +30,7 @@ pub enum SplitError {
         "the split leaves `{set}` empty: {rows} labelled rows at ratios train {train}, validation {validation}, test {test}; \
          give more rows or other ratios"
     )]
-    EmptySet { set: &'static str, rows: usize, train: f64, validation: f64, test: f64 },
-    #[error("{rows} rows are more than this build can split (at most {max})", max = u32::MAX)]
-    TooManyRows { rows: usize },
+    EmptySet { set: &'static str, rows: u64, train: f64, validation: f64, test: f64 },
 }
 
 impl Ratios {
@@ -45,56 +43,91 @@ impl Ratios {
             Err(SplitError::BadRatios { train: self.train, validation: self.validation, test: self.test })
         }
     }
+
+    /// `EmptySet` for the first set (in output order) that `counts` leaves empty.
+    pub fn check_counts(&self, counts: &[u64; 4]) -> Result<(), SplitError> {
+        match counts.iter().position(|&c| c == 0) {
+            None => Ok(()),
+            Some(i) => Err(SplitError::EmptySet {
+                set: Set::ALL[i].name(),
+                rows: counts.iter().sum(),
+                train: self.train,
+                validation: self.validation,
+                test: self.test,
+            }),
+        }
+    }
 }
 
-/// Row indices of each set, in input order: the shuffle decides membership only. Reading
-/// the columns in order keeps writing fast, and a row is easy to find in the input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Split {
-    pub train: Vec<u32>,
-    pub validation: Vec<u32>,
-    pub test_set_1: Vec<u32>,
-    pub test_set_2: Vec<u32>,
+/// The four output sets, in output order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Set {
+    Train = 0,
+    Validation = 1,
+    TestSet1 = 2,
+    TestSet2 = 3,
 }
 
-impl Split {
-    /// Shuffle `0..rows` with ChaCha8 seeded by `seed`, then cut. The same seed and row count
-    /// always give the same split (the generator and shuffle are pinned by Cargo.lock).
-    pub fn new(rows: usize, ratios: Ratios, seed: u64) -> Result<Self, SplitError> {
+impl Set {
+    pub const ALL: [Set; 4] = [Set::Train, Set::Validation, Set::TestSet1, Set::TestSet2];
+
+    pub fn name(self) -> &'static str {
+        ["train", "validation", "test_set_1", "test_set_2"][self as usize]
+    }
+
+    /// `test_set_2` is for batch transform: no label.
+    pub fn labelled(self) -> bool {
+        self != Set::TestSet2
+    }
+}
+
+/// SplitMix64's finalizer: a bijection that spreads every input bit over the output.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Assigns rows to sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Assigner {
+    seed: u64,
+    /// Upper bounds of train, validation and test_set_1 on the hash's 53-bit fraction.
+    cuts: [u64; 3],
+}
+
+impl Assigner {
+    pub fn new(ratios: Ratios, seed: u64) -> Result<Self, SplitError> {
         ratios.validate()?;
-        let count = u32::try_from(rows).map_err(|_| SplitError::TooManyRows { rows })?;
-        let mut order: Vec<u32> = (0..count).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let at = |fraction: f64| (fraction.clamp(0.0, 1.0) * (1u64 << 53) as f64) as u64;
+        let (t, v) = (ratios.train, ratios.train + ratios.validation);
+        Ok(Self { seed, cuts: [at(t), at(v), at(v + ratios.test / 2.0)] })
+    }
 
-        let n_validation = (rows as f64 * ratios.validation).round() as usize;
-        let n_test = ((rows as f64 * ratios.test).round() as usize).min(rows - n_validation);
-        let n_train = rows - n_validation - n_test;
-        let n_test_1 = n_test.div_ceil(2);
+    /// The hash of an object's key (FNV-1a over its bytes, then mixed with the seed).
+    pub fn object(&self, key: &str) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in key.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        mix(h ^ mix(self.seed))
+    }
 
-        let empty = |set| SplitError::EmptySet {
-            set,
-            rows,
-            train: ratios.train,
-            validation: ratios.validation,
-            test: ratios.test,
-        };
-        let mut rest = order.as_slice();
-        let mut take = |n: usize, set: &'static str| {
-            if n == 0 {
-                return Err(empty(set));
-            }
-            let (head, tail) = rest.split_at(n);
-            rest = tail;
-            let mut rows = head.to_vec();
-            rows.sort_unstable();
-            Ok(rows)
-        };
-        Ok(Self {
-            train: take(n_train, "train")?,
-            validation: take(n_validation, "validation")?,
-            test_set_1: take(n_test_1, "test_set_1")?,
-            test_set_2: take(n_test - n_test_1, "test_set_2")?,
-        })
+    /// The set of data row `row` (0-based, header and blank lines not counted) of the
+    /// object whose hash is `object`.
+    #[inline]
+    pub fn set(&self, object: u64, row: u64) -> Set {
+        let fraction = mix(object ^ mix(row.wrapping_add(self.seed))) >> 11;
+        if fraction < self.cuts[0] {
+            Set::Train
+        } else if fraction < self.cuts[1] {
+            Set::Validation
+        } else if fraction < self.cuts[2] {
+            Set::TestSet1
+        } else {
+            Set::TestSet2
+        }
     }
 }
 
@@ -102,22 +135,38 @@ impl Split {
 mod tests {
     use super::*;
 
+    fn counts(a: &Assigner, object: &str, rows: u64) -> [u64; 4] {
+        let h = a.object(object);
+        let mut counts = [0u64; 4];
+        for r in 0..rows {
+            counts[a.set(h, r) as usize] += 1;
+        }
+        counts
+    }
+
     #[test]
-    fn same_seed_same_split_other_seed_other_shuffle() {
-        let a = Split::new(398, Ratios::default(), 7).unwrap();
-        assert_eq!(a, Split::new(398, Ratios::default(), 7).unwrap());
-        assert_ne!(a.train, Split::new(398, Ratios::default(), 8).unwrap().train);
-        assert_eq!((a.train.len(), a.validation.len(), a.test_set_1.len(), a.test_set_2.len()), (278, 60, 30, 30));
-        let mut all: Vec<u32> = [a.train, a.validation, a.test_set_1, a.test_set_2].concat();
-        all.sort_unstable();
-        assert_eq!(all, (0..398).collect::<Vec<_>>());
+    fn sets_follow_the_ratios_and_the_seed() {
+        let a = Assigner::new(Ratios::default(), 7).unwrap();
+        let c = counts(&a, "part-1.csv", 100_000);
+        let expected = [70_000.0, 15_000.0, 7_500.0, 7_500.0];
+        for (got, want) in c.iter().zip(expected) {
+            // Binomial: within 5 standard deviations.
+            assert!((*got as f64 - want).abs() < 5.0 * (want * (1.0 - want / 1e5)).sqrt(), "{c:?}");
+        }
+        let b = Assigner::new(Ratios::default(), 8).unwrap();
+        let (ha, hb) = (a.object("x"), b.object("x"));
+        assert!((0..100).any(|r| a.set(ha, r) != b.set(hb, r)), "another seed, another split");
+        assert!((0..100).any(|r| a.set(ha, r) != a.set(a.object("y"), r)), "another object, other draws");
     }
 
     #[test]
     fn empty_sets_and_bad_ratios_are_errors() {
-        let err = Split::new(3, Ratios::default(), 0).unwrap_err();
+        let err = Ratios::default().check_counts(&[2, 0, 1, 0]).unwrap_err();
         assert!(err.to_string().contains("leaves `validation` empty: 3 labelled rows"), "{err}");
         let bad = Ratios { train: 0.9, validation: 0.2, test: 0.1 };
-        assert!(matches!(Split::new(100, bad, 0), Err(SplitError::BadRatios { .. })));
+        assert!(matches!(Assigner::new(bad, 0), Err(SplitError::BadRatios { .. })));
+        // A ratio of 1 takes every row.
+        let all = Assigner::new(Ratios { train: 1.0, validation: 0.0, test: 0.0 }, 3).unwrap();
+        assert_eq!(counts(&all, "k", 1000), [1000, 0, 0, 0]);
     }
 }

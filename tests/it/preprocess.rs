@@ -106,7 +106,8 @@ fn statistics_come_from_the_training_split_alone() {
     assert!((unscaled_mean - fitted_mean).abs() < 1e-3);
 }
 
-/// The UCI layout, a headered CSV with the columns in another order, and gzip give the same bytes.
+/// The UCI layout, a headered CSV with the columns in another order, and gzip give the same
+/// bytes. (Under the same object key: a row's set is drawn from its key and index.)
 #[test]
 fn detects_the_layout_and_compression() {
     let uci = with_auto_mpg_input();
@@ -124,7 +125,7 @@ fn detects_the_layout_and_compression() {
     std::io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();
     let other = MlTree::new();
     // A file name that says nothing of gzip: detection reads the bytes.
-    other.write("processing/input/cars.csv", gz.finish().unwrap());
+    other.write("processing/input/auto-mpg.data", gz.finish().unwrap());
     assert_success(&other.run(BIN, &[]));
     for out in &OUTPUTS[1..] {
         assert_eq!(uci.read(out), other.read(out), "{out}");
@@ -167,8 +168,10 @@ fn another_data_set_works_with_its_schema() {
     let report = report(&ml);
     assert_eq!(report["label"], "price");
     assert_eq!(report["feature_names"], serde_json::json!(["rooms", "area", "city=lyon", "city=nice", "city=paris"]));
-    assert_eq!(report["rows"]["train"], 80);
+    // Each row is drawn with the ratios' odds: about 80 of 100 train.
     let train = rows(&ml.read("processing/train/train.csv"));
+    assert_eq!(report["rows"]["train"], train.len());
+    assert!((65..=95).contains(&train.len()), "{} train rows of 100 at 0.8", train.len());
     assert!(train.iter().all(|r| r.len() == 6 && r[0] >= 1000.0));
 }
 
@@ -198,7 +201,7 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
             vec![],
             "line 1, column `mpg`: a label must be a finite number",
         ),
-        ("empty split", good_row.repeat(3), vec![], "leaves `validation` empty: 3 labelled rows"),
+        ("empty split", good_row.repeat(3), vec![], "empty: 3 labelled rows at ratios train 0.7"),
         ("bad ratios", good_row.repeat(30), vec!["--train-ratio", "0.9"], "must be numbers in [0, 1] adding up to 1"),
     ];
     for (case, content, args, expected) in cases {
@@ -269,4 +272,259 @@ fn image_runs_the_processing_contract() {
     .parse()
     .unwrap();
     assert!(size < 20 * 1024 * 1024, "image is {size} bytes");
+}
+
+// --- Several instances ---------------------------------------------------------------------
+
+/// Six Auto-MPG-shaped objects (CSV with and without a header, the UCI layout, gzip) with
+/// missing values and a unique label per row (so that a row can be found again by it).
+fn objects() -> Vec<(String, Vec<u8>)> {
+    let mut state = 3u64;
+    let mut next = move |n: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    let mut id = 0u64;
+    (0..6)
+        .map(|k| {
+            let uci = k == 2;
+            let mut text = String::new();
+            if k % 2 == 1 {
+                text.push_str("mpg,cylinders,displacement,horsepower,weight,acceleration,model year,origin,car name\n");
+            }
+            for _ in 0..(150 + 40 * k) {
+                id += 1;
+                let label = format!("{}.{:03}", 9 + id / 100, id % 1000);
+                let hp = if next(20) == 0 { "?".to_string() } else { format!("{}.{}", 46 + next(180), next(10)) };
+                let origin = if next(30) == 0 { "?".to_string() } else { (1 + next(3)).to_string() };
+                let fields = [
+                    label,
+                    [4, 6, 8][next(3) as usize].to_string(),
+                    format!("{}.{}", 68 + next(380), next(10)),
+                    hp,
+                    (1600 + next(3500)).to_string(),
+                    format!("{}.{}", 8 + next(16), next(10)),
+                    (70 + next(13)).to_string(),
+                    origin,
+                ];
+                if uci {
+                    text.push_str(&format!("{}\t\"car {id}\"\n", fields.join("   ")));
+                } else {
+                    text.push_str(&format!("{},\"car, {id}\"\n", fields.join(",")));
+                }
+            }
+            let bytes = if k == 4 {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+                gz.finish().unwrap()
+            } else {
+                text.into_bytes()
+            };
+            (format!("shard/part-{k}.csv"), bytes)
+        })
+        .collect()
+}
+
+/// One host's /opt/ml: its objects under `processing/input`, and the job's configuration.
+fn host_tree(host: usize, world: usize, objects: &[&(String, Vec<u8>)]) -> MlTree {
+    let ml = MlTree::new();
+    std::fs::create_dir_all(ml.path("processing/input")).unwrap();
+    for (key, bytes) in objects {
+        ml.write(&format!("processing/input/{key}"), bytes);
+    }
+    let hosts: Vec<String> = (1..=world).map(|i| format!("\"algo-{i}\"")).collect();
+    ml.write(
+        "config/resourceconfig.json",
+        format!(r#"{{"current_host": "algo-{host}", "hosts": [{}]}}"#, hosts.join(",")),
+    );
+    ml.write("config/processingjobconfig.json", r#"{"ProcessingJobName": "preprocess-test"}"#);
+    ml
+}
+
+/// Start hosts `started` (1-based) of a job of `world` as processes on loopback, host `i`
+/// with the objects `assignment[i - 1]`; wait for them.
+fn run_hosts(
+    world: usize,
+    assignment: &[Vec<usize>],
+    started: &[usize],
+    env: &[(&str, &str)],
+) -> (Vec<MlTree>, Vec<std::process::Output>) {
+    let all = objects();
+    let map: Vec<String> =
+        (1..=world).map(|i| format!("algo-{i}=127.0.0.1:{}", crate::serve::free_port())).collect();
+    let trees: Vec<MlTree> = (1..=world)
+        .map(|i| host_tree(i, world, &assignment[i - 1].iter().map(|&k| &all[k]).collect::<Vec<_>>()))
+        .collect();
+    let children: Vec<std::process::Child> = started
+        .iter()
+        .map(|&i| {
+            Command::new(BIN)
+                .env("SAGESTEP_ML_ROOT", trees[i - 1].root())
+                .env("SAGESTEP_CLUSTER_HOSTS", map.join(","))
+                .env("SAGESTEP_CLUSTER_STARTUP_SECS", "20")
+                .env("SAGESTEP_COLLECTIVE_TIMEOUT_SECS", "20")
+                .env_remove("SAGESTEP_LOG_FORMAT")
+                .envs(env.iter().copied())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    (trees, outputs)
+}
+
+/// Every output line of one set over the hosts, sorted: the set of rows it holds.
+fn set_lines(trees: &[MlTree], set: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for ml in trees {
+        for file in ml.files().iter().filter(|f| f.starts_with(&format!("processing/{set}/"))) {
+            lines.extend(ml.read(file).lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// Files a host wrote (not its input or configuration).
+fn written(ml: &MlTree) -> Vec<String> {
+    ml.files().into_iter().filter(|f| !f.starts_with("processing/input/") && !f.starts_with("config/")).collect()
+}
+
+const SETS: [&str; 4] = ["train", "validation", "test_set_1", "test_set_2"];
+
+/// Acceptance: one instance, and three with two assignments of the objects (one leaving a
+/// host without any), give the same rows in each set and the same `preprocessing.json`
+/// bytes; each host writes its own part files, the first host the report. The second
+/// assignment runs with a tiny median budget: medians found over several counting passes,
+/// on merged coarse counts, are the same exact values.
+#[test]
+fn one_and_three_instances_give_the_same_sets_and_report() {
+    let (mut one, out) = run_hosts(1, &[(0..6).collect()], &[1], &[]);
+    assert_success(&out[0]);
+    let one = one.remove(0);
+    let mut expected: Vec<String> = OUTPUTS.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(written(&one), expected, "one instance keeps the one-file names");
+    let report = one.read("processing/artifacts/preprocessing.json");
+    let reference: Vec<Vec<String>> = SETS.iter().map(|s| set_lines(std::slice::from_ref(&one), s)).collect();
+
+    let assignments: [(Vec<Vec<usize>>, &[(&str, &str)]); 2] = [
+        (vec![vec![0, 1], vec![2, 3, 4], vec![5]], &[]),
+        (vec![vec![], vec![5, 0, 3], vec![1, 2, 4]], &[("SAGESTEP_MEDIAN_BUDGET", "64"), ("SAGESTEP_LOG", "info")]),
+    ];
+    for (assignment, env) in assignments {
+        let (trees, outputs) = run_hosts(3, &assignment, &[1, 2, 3], env);
+        for (i, out) in outputs.iter().enumerate() {
+            assert_success(out);
+            let files = written(&trees[i]);
+            let host = format!("algo-{}", i + 1);
+            let mine = |f: &String| SETS.iter().any(|s| *f == format!("processing/{s}/part-{host}.csv"));
+            let report_here = i == 0 && files.contains(&"processing/artifacts/preprocessing.json".to_string());
+            assert!(files.iter().all(|f| mine(f) || (i == 0 && f.ends_with("preprocessing.json"))), "{host}: {files:?}");
+            assert_eq!(report_here, i == 0, "{host}: only the first host writes the report");
+            if assignment[i].is_empty() {
+                assert_eq!(files, ["processing/artifacts/preprocessing.json"], "{host} has no rows to write");
+            }
+        }
+        assert!(
+            trees[0].read("processing/artifacts/preprocessing.json") == report,
+            "{assignment:?}: preprocessing.json differs from one instance's"
+        );
+        for (set, lines) in SETS.iter().zip(&reference) {
+            assert!(set_lines(&trees, set) == *lines, "{assignment:?}: `{set}` holds other rows");
+        }
+        if !env.is_empty() {
+            assert!(stderr(&outputs[1]).contains("counting again"), "the small budget takes more passes");
+        }
+    }
+}
+
+/// The statistics against pandas on the training rows (found by their unique labels):
+/// medians exactly, means and population standard deviations of the imputed columns to
+/// 1e-12, the categories and the row count.
+#[test]
+fn statistics_match_pandas_on_the_training_rows() {
+    let Some(python) = crate::python_interop::python3x() else { return };
+    let (mut one, out) = run_hosts(1, &[(0..6).collect()], &[1], &[("SAGESTEP_MEDIAN_BUDGET", "64")]);
+    assert_success(&out[0]);
+    let one = one.remove(0);
+    let out = Command::new(python)
+        .arg(crate::util::repo().join("tests/python/preprocess_stats.py"))
+        .arg(one.path("processing/input/shard"))
+        .arg(one.path("processing/train/train.csv"))
+        .arg(one.path("processing/artifacts/preprocessing.json"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.trim_end().ends_with("OK"), "{text}");
+}
+
+/// A host whose input is bad fails with the file, line and column; every other host fails
+/// with that host's message; nobody writes an output.
+#[test]
+fn a_failing_host_fails_every_host_with_its_message() {
+    let started = std::time::Instant::now();
+    // Host 2 reads objects 1 and 3; line 20 of object 3 is broken.
+    let (trees, outputs) = {
+        let all = objects();
+        let text = String::from_utf8(all[3].1.clone()).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[19] = "20.5,8,307,fast,3504,12,70,1,\"broken\"";
+        let broken = lines.join("\n") + "\n";
+        let map: Vec<String> = (1..=3).map(|i| format!("algo-{i}=127.0.0.1:{}", crate::serve::free_port())).collect();
+        let trees: Vec<MlTree> = (1..=3)
+            .map(|i| {
+                let ml = host_tree(i, 3, &[&all[i - 1]]);
+                if i == 2 {
+                    ml.write(&format!("processing/input/{}", all[3].0), &broken);
+                }
+                ml
+            })
+            .collect();
+        let children: Vec<_> = trees
+            .iter()
+            .map(|ml| {
+                Command::new(BIN)
+                    .env("SAGESTEP_ML_ROOT", ml.root())
+                    .env("SAGESTEP_CLUSTER_HOSTS", map.join(","))
+                    .env("SAGESTEP_CLUSTER_STARTUP_SECS", "20")
+                    .env("SAGESTEP_COLLECTIVE_TIMEOUT_SECS", "20")
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        (trees, outputs)
+    };
+    let cause = "part-3.csv, line 20, column `horsepower`: `fast` is not a number";
+    for (i, (ml, out)) in trees.iter().zip(&outputs).enumerate() {
+        assert_eq!(out.status.code(), Some(1), "algo-{}: {}", i + 1, stderr(out));
+        let message = ml.read("output/message");
+        assert!(message.contains(cause), "algo-{}: {message}", i + 1);
+        if i != 1 {
+            assert!(message.starts_with("host `algo-2` failed: "), "algo-{}: {message}", i + 1);
+        }
+        let left: Vec<String> = written(ml).into_iter().filter(|f| f != "output/message").collect();
+        assert!(left.is_empty(), "algo-{} left {left:?}", i + 1);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+/// A host that never comes up: the others fail within the startup timeout, naming it.
+#[test]
+fn an_absent_host_fails_the_others_within_the_timeout() {
+    let started = std::time::Instant::now();
+    let assignment = vec![vec![0, 1], vec![2, 3], vec![4, 5]];
+    let (trees, outputs) = run_hosts(3, &assignment, &[1, 2], &[("SAGESTEP_CLUSTER_STARTUP_SECS", "3")]);
+    for (i, out) in outputs.iter().enumerate() {
+        assert!(!out.status.success(), "algo-{}: {}", i + 1, stderr(out));
+        let message = trees[i].read("output/message");
+        assert!(message.contains("algo-3"), "algo-{}: {message}", i + 1);
+        assert_eq!(written(&trees[i]), ["output/message"], "algo-{}", i + 1);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
 }
