@@ -82,7 +82,9 @@ fn check_complete_run(store: &Path, record: &Value, version: u64) {
     let evaluation_path = store.join(evaluation_uri.strip_prefix("s3://").unwrap()).join("evaluation.json");
     let evaluation: Value = serde_json::from_slice(&std::fs::read(evaluation_path).unwrap()).unwrap();
     let mse = evaluation["regression_metrics"]["mse"]["value"].as_f64().unwrap();
-    assert!((1.0..10.0).contains(&mse), "MSE {mse}: single digits expected on Auto MPG");
+    // test_set_1 is 27 rows of the hash split at seed 42: Python xgboost 3.2.0 trained with the
+    // pipeline's static hyperparameters on the same train split gets 15.7 to 16.0 on them.
+    assert!((1.0..25.0).contains(&mse), "MSE {mse}: about 16 expected on Auto MPG's test_set_1");
 
     let registered = &step(record, "RegisterAutoMpgModel")["properties"];
     assert_eq!(registered["ModelPackageVersion"], version);

