@@ -62,21 +62,10 @@ pub fn lines(statistics: &Statistics, drift: &[Drift], context: &Context<'_>) ->
     out
 }
 
-/// `2019-11-26T03:00:00Z` for a Unix time in seconds.
+/// `2019-11-26T03:00:00Z` for a Unix time in seconds (CloudWatch's form: no fraction).
 pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
+    let with_millis = crate::clock::rfc3339(secs as f64);
+    format!("{}Z", &with_millis[..19])
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! SageMaker Pipelines on one machine: the definition format, its validation, and a runner
 //! that executes a definition with our binaries as processes or with real images under Docker.
 
-pub mod clock;
+pub use crate::clock;
 pub mod definition;
 pub mod engine;
 pub mod expr;
