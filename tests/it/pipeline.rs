@@ -359,6 +359,7 @@ fn service_faults_are_retried_as_the_policy_says() {
     assert_eq!(output.status.code(), Some(1));
     let record = last_record(store.path());
     let broken = step(&record, "Broken");
-    assert_eq!(broken["attempts"], 2, "{broken:#}");
+    // MaxAttempts is the number of retries: the first attempt and two more.
+    assert_eq!(broken["attempts"], 3, "{broken:#}");
     assert!(broken["error"].as_str().unwrap().contains("exit code 125"), "{broken:#}");
 }

@@ -196,7 +196,9 @@ fn retry_delay(step: &Step, kind: FailureKind, attempts: u32, elapsed: Duration)
         (policy.interval_seconds * policy.backoff_rate.powi(attempts as i32 - 1)).clamp(0.0, 3600.0),
     );
     let allowed = match (policy.max_attempts, policy.expire_after_min) {
-        (Some(max), _) => attempts < max,
+        // MaxAttempts counts retries (AWS: "the maximum number of retry attempts"), so a step
+        // may run max + 1 times in all.
+        (Some(max), _) => attempts <= max,
         (None, Some(minutes)) => elapsed + delay < Duration::from_secs(u64::from(minutes) * 60),
         (None, None) => false,
     };
