@@ -153,6 +153,12 @@ fn the_whole_pipeline_runs_with_processes_then_reuses_its_cache() {
     let described: Value =
         serde_json::from_str(&stdout(&sagestep(store.path(), &["executions", "describe", id]))).unwrap();
     assert_eq!(described["execution_id"], id);
+
+    // Another --seed draws other trials: the tuning step runs again.
+    assert_success(&run(store.path(), &pipeline(), &["--seed", "7"]));
+    let reseeded = last_record(store.path());
+    assert!(step(&reseeded, "HPTuning")["cache_hit_from"].is_null(), "{:#}", step(&reseeded, "HPTuning"));
+    assert!(!step(&reseeded, "PreprocessAutoMpgData")["cache_hit_from"].is_null());
 }
 
 #[test]

@@ -213,7 +213,8 @@ fn attempt_step(shared: &Shared, jobs: &Jobs<'_>, step: &Step, config: &RunConfi
     };
     let executor = steps::executor(&step.kind);
     let cacheable = config.use_cache && step.cache.as_ref().is_some_and(|c| c.enabled) && executor.cacheable();
-    let cache_key = cacheable.then(|| cache::key(shared, step, executor, &arguments, jobs.engine.kind)).transpose();
+    let cache_key =
+        cacheable.then(|| cache::key(shared, step, executor, &arguments, jobs.engine.kind, config.seed)).transpose();
     let cache_key = match cache_key {
         Ok(key) => key,
         Err(failure) => return StepResult::Failed(failure),
