@@ -369,3 +369,40 @@ fn service_faults_are_retried_as_the_policy_says() {
     assert_eq!(broken["attempts"], 3, "{broken:#}");
     assert!(broken["error"].as_str().unwrap().contains("exit code 125"), "{broken:#}");
 }
+
+#[test]
+fn checkpoints_go_to_the_given_local_path_and_back_to_s3() {
+    let store = tempfile::tempdir().unwrap();
+    let rows: String = (0..60).map(|i| format!("{},{},{}\n", 2 * i + i % 7, i, i % 7)).collect();
+    std::fs::create_dir_all(store.path().join("data/train")).unwrap();
+    std::fs::write(store.path().join("data/train/train.csv"), rows).unwrap();
+    let definition = serde_json::json!({
+        "Version": "2020-12-01",
+        "Parameters": [],
+        "Steps": [{
+            "Name": "Train", "Type": "Training",
+            "Arguments": {
+                "AlgorithmSpecification": {"TrainingImage": "sagestep-train:latest", "TrainingInputMode": "File"},
+                "HyperParameters": {"num_round": "12", "max_depth": "2"},
+                "InputDataConfig": [{"ChannelName": "train", "ContentType": "text/csv",
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://data/train"}}}],
+                "OutputDataConfig": {"S3OutputPath": "s3://out/train"},
+                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+                "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+                "CheckpointConfig": {"S3Uri": "s3://ckpt/run", "LocalPath": "/opt/ml/checkpoints/mine"},
+                "RoleArn": "r"
+            }
+        }]
+    });
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), definition.to_string()).unwrap();
+    let work = store.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let output = sagestep(store.path(), &["run", file.path().to_str().unwrap(), "--work-dir", work.to_str().unwrap()]);
+    assert_success(&output);
+    // The trainer wrote into LocalPath (mapped into the job's tree), and the runner stored it.
+    let stored = std::fs::read_dir(store.path().join("ckpt/run"))
+        .map(|d| d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned())).collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(stored.iter().any(|f| f.starts_with("xgboost-checkpoint.")), "{stored:?}\n{}", stderr(&output));
+}
