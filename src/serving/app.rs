@@ -279,3 +279,27 @@ fn select<'k>(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServeConfig {
+        ServeConfig::from_env("/nonexistent".into(), "/nonexistent".into(), Some(8080)).unwrap()
+    }
+
+    async fn status(body: &'static str) -> StatusCode {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+        match invoke(&config(), &headers, Body::from(body), || Err(ServeError::NotReady)).await {
+            Ok((response, _)) => response.status(),
+            Err(e) => e.into_response().status(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_is_204_while_the_model_loads() {
+        assert_eq!(status("").await, StatusCode::NO_CONTENT);
+        assert_eq!(status("1,2\n").await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
