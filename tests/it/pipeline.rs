@@ -406,3 +406,37 @@ fn checkpoints_go_to_the_given_local_path_and_back_to_s3() {
         .unwrap_or_default();
     assert!(stored.iter().any(|f| f.starts_with("xgboost-checkpoint.")), "{stored:?}\n{}", stderr(&output));
 }
+
+#[test]
+fn json_get_reads_the_json_object_at_an_s3_uri() {
+    let store = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(store.path().join("data/reports")).unwrap();
+    std::fs::write(
+        store.path().join("data/reports/metrics.json"),
+        r#"{"regression_metrics": {"mse": {"value": 3.5}}}"#,
+    )
+    .unwrap();
+    let mse = serde_json::json!({"Std:JsonGet": {
+        "S3Uri": {"Std:Join": {"On": "/", "Values": ["s3://data", "reports", "metrics.json"]}},
+        "Path": "regression_metrics.mse.value"
+    }});
+    let definition = serde_json::json!({
+        "Version": "2020-12-01",
+        "Parameters": [],
+        "Steps": [{
+            "Name": "Check", "Type": "Condition",
+            "Arguments": {
+                "Conditions": [{"Type": "LessThanOrEqualTo", "LeftValue": mse, "RightValue": 5.0}],
+                "IfSteps": [],
+                "ElseSteps": [{"Name": "TooHigh", "Type": "Fail", "Arguments": {"ErrorMessage": "MSE too high"}}]
+            }
+        }]
+    });
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), definition.to_string()).unwrap();
+    let output = sagestep(store.path(), &["run", file.path().to_str().unwrap()]);
+    assert_success(&output);
+    let check = step(&last_record(store.path()), "Check").clone();
+    assert_eq!(check["properties"]["Outcome"], true, "{check:#}");
+    assert_eq!(check["properties"]["EvaluatedConditions"][0]["LeftValue"], 3.5, "{check:#}");
+}
