@@ -36,6 +36,13 @@ fn run(store: &Path, definition: &Path, extra: &[&str]) -> Output {
     sagestep(store, &args)
 }
 
+/// `sagestep run` of a definition written for the test.
+fn run_definition(store: &Path, definition: &Value) -> Output {
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), definition.to_string()).unwrap();
+    sagestep(store, &["run", file.path().to_str().unwrap()])
+}
+
 fn pipeline() -> PathBuf {
     repo().join("pipeline.json")
 }
@@ -358,10 +365,8 @@ fn service_faults_are_retried_as_the_policy_says() {
             "RetryPolicies": [{"ExceptionType": ["Step.SERVICE_FAULT"], "IntervalSeconds": 1, "BackoffRate": 1.0, "MaxAttempts": 2}]
         }]
     });
-    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
-    std::fs::write(file.path(), definition.to_string()).unwrap();
     let store = tempfile::tempdir().unwrap();
-    let output = sagestep(store.path(), &["run", file.path().to_str().unwrap()]);
+    let output = run_definition(store.path(), &definition);
     assert_eq!(output.status.code(), Some(1));
     let record = last_record(store.path());
     let broken = step(&record, "Broken");
@@ -394,11 +399,7 @@ fn checkpoints_go_to_the_given_local_path_and_back_to_s3() {
             }
         }]
     });
-    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
-    std::fs::write(file.path(), definition.to_string()).unwrap();
-    let work = store.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let output = sagestep(store.path(), &["run", file.path().to_str().unwrap(), "--work-dir", work.to_str().unwrap()]);
+    let output = run_definition(store.path(), &definition);
     assert_success(&output);
     // The trainer wrote into LocalPath (mapped into the job's tree), and the runner stored it.
     let stored = std::fs::read_dir(store.path().join("ckpt/run"))
@@ -432,9 +433,7 @@ fn json_get_reads_the_json_object_at_an_s3_uri() {
             }
         }]
     });
-    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
-    std::fs::write(file.path(), definition.to_string()).unwrap();
-    let output = sagestep(store.path(), &["run", file.path().to_str().unwrap()]);
+    let output = run_definition(store.path(), &definition);
     assert_success(&output);
     let check = step(&last_record(store.path()), "Check").clone();
     assert_eq!(check["properties"]["Outcome"], true, "{check:#}");
