@@ -36,8 +36,9 @@ fn run(store: &Path, definition: &Path, extra: &[&str]) -> Output {
     sagestep(store, &args)
 }
 
-/// `sagestep run` of a definition written for the test.
-fn run_definition(store: &Path, definition: &Value) -> Output {
+/// `sagestep run` of a definition of these steps, written for the test.
+fn run_steps(store: &Path, steps: Value) -> Output {
+    let definition = serde_json::json!({"Version": "2020-12-01", "Parameters": [], "Steps": steps});
     let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
     std::fs::write(file.path(), definition.to_string()).unwrap();
     sagestep(store, &["run", file.path().to_str().unwrap()])
@@ -352,21 +353,17 @@ fn interrupt_during_tuning(engine: &str) {
 
 #[test]
 fn service_faults_are_retried_as_the_policy_says() {
-    let definition = serde_json::json!({
-        "Version": "2020-12-01",
-        "Parameters": [],
-        "Steps": [{
-            "Name": "Broken", "Type": "Processing",
-            "Arguments": {
-                "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1}},
-                "AppSpecification": {"ImageUri": "sagestep-no-such-image:0"},
-                "RoleArn": "r"
-            },
-            "RetryPolicies": [{"ExceptionType": ["Step.SERVICE_FAULT"], "IntervalSeconds": 1, "BackoffRate": 1.0, "MaxAttempts": 2}]
-        }]
-    });
+    let steps = serde_json::json!([{
+        "Name": "Broken", "Type": "Processing",
+        "Arguments": {
+            "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1}},
+            "AppSpecification": {"ImageUri": "sagestep-no-such-image:0"},
+            "RoleArn": "r"
+        },
+        "RetryPolicies": [{"ExceptionType": ["Step.SERVICE_FAULT"], "IntervalSeconds": 1, "BackoffRate": 1.0, "MaxAttempts": 2}]
+    }]);
     let store = tempfile::tempdir().unwrap();
-    let output = run_definition(store.path(), &definition);
+    let output = run_steps(store.path(), steps);
     assert_eq!(output.status.code(), Some(1));
     let record = last_record(store.path());
     let broken = step(&record, "Broken");
@@ -381,25 +378,21 @@ fn checkpoints_go_to_the_given_local_path_and_back_to_s3() {
     let rows: String = (0..60).map(|i| format!("{},{},{}\n", 2 * i + i % 7, i, i % 7)).collect();
     std::fs::create_dir_all(store.path().join("data/train")).unwrap();
     std::fs::write(store.path().join("data/train/train.csv"), rows).unwrap();
-    let definition = serde_json::json!({
-        "Version": "2020-12-01",
-        "Parameters": [],
-        "Steps": [{
-            "Name": "Train", "Type": "Training",
-            "Arguments": {
-                "AlgorithmSpecification": {"TrainingImage": "sagestep-train:latest", "TrainingInputMode": "File"},
-                "HyperParameters": {"num_round": "12", "max_depth": "2"},
-                "InputDataConfig": [{"ChannelName": "train", "ContentType": "text/csv",
-                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://data/train"}}}],
-                "OutputDataConfig": {"S3OutputPath": "s3://out/train"},
-                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-                "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-                "CheckpointConfig": {"S3Uri": "s3://ckpt/run", "LocalPath": "/opt/ml/checkpoints/mine"},
-                "RoleArn": "r"
-            }
-        }]
-    });
-    let output = run_definition(store.path(), &definition);
+    let steps = serde_json::json!([{
+        "Name": "Train", "Type": "Training",
+        "Arguments": {
+            "AlgorithmSpecification": {"TrainingImage": "sagestep-train:latest", "TrainingInputMode": "File"},
+            "HyperParameters": {"num_round": "12", "max_depth": "2"},
+            "InputDataConfig": [{"ChannelName": "train", "ContentType": "text/csv",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://data/train"}}}],
+            "OutputDataConfig": {"S3OutputPath": "s3://out/train"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+            "CheckpointConfig": {"S3Uri": "s3://ckpt/run", "LocalPath": "/opt/ml/checkpoints/mine"},
+            "RoleArn": "r"
+        }
+    }]);
+    let output = run_steps(store.path(), steps);
     assert_success(&output);
     // The trainer wrote into LocalPath (mapped into the job's tree), and the runner stored it.
     let stored = std::fs::read_dir(store.path().join("ckpt/run"))
@@ -421,19 +414,15 @@ fn json_get_reads_the_json_object_at_an_s3_uri() {
         "S3Uri": {"Std:Join": {"On": "/", "Values": ["s3://data", "reports", "metrics.json"]}},
         "Path": "regression_metrics.mse.value"
     }});
-    let definition = serde_json::json!({
-        "Version": "2020-12-01",
-        "Parameters": [],
-        "Steps": [{
-            "Name": "Check", "Type": "Condition",
-            "Arguments": {
-                "Conditions": [{"Type": "LessThanOrEqualTo", "LeftValue": mse, "RightValue": 5.0}],
-                "IfSteps": [],
-                "ElseSteps": [{"Name": "TooHigh", "Type": "Fail", "Arguments": {"ErrorMessage": "MSE too high"}}]
-            }
-        }]
-    });
-    let output = run_definition(store.path(), &definition);
+    let steps = serde_json::json!([{
+        "Name": "Check", "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{"Type": "LessThanOrEqualTo", "LeftValue": mse, "RightValue": 5.0}],
+            "IfSteps": [],
+            "ElseSteps": [{"Name": "TooHigh", "Type": "Fail", "Arguments": {"ErrorMessage": "MSE too high"}}]
+        }
+    }]);
+    let output = run_steps(store.path(), steps);
     assert_success(&output);
     let check = step(&last_record(store.path()), "Check").clone();
     assert_eq!(check["properties"]["Outcome"], true, "{check:#}");
