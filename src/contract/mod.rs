@@ -35,6 +35,15 @@ impl MlRoot {
         &self.root
     }
 
+    /// A container path under `/opt/ml` (as config files name them) in this tree; other
+    /// paths as given. The identity on SageMaker.
+    pub fn map(&self, container_path: &Path) -> PathBuf {
+        match container_path.strip_prefix(Self::DEFAULT) {
+            Ok(rest) if self.root != Path::new(Self::DEFAULT) => self.root.join(rest),
+            _ => container_path.to_path_buf(),
+        }
+    }
+
     // --- Processing jobs -------------------------------------------------------------------
 
     /// Every ProcessingInput and ProcessingOutput `LocalPath` lies under this directory.

@@ -202,11 +202,7 @@ fn job_environment(ml: &MlRoot) -> Result<HashMap<String, String>, Error> {
 
 /// `/opt/ml/...` onto the job's root; other paths as given.
 pub fn map_path(ml: &MlRoot, value: &str) -> PathBuf {
-    let given = Path::new(value);
-    match given.strip_prefix(MlRoot::DEFAULT) {
-        Ok(rest) if ml.root() != Path::new(MlRoot::DEFAULT) => ml.root().join(rest),
-        _ => given.to_path_buf(),
-    }
+    ml.map(Path::new(value))
 }
 
 #[cfg(test)]

@@ -137,6 +137,11 @@ pub trait Scope {
     fn get(&self, reference: &Reference) -> Result<Value, String>;
     /// The JSON document of a property file.
     fn property_file(&self, step: &str, file: &str) -> Result<Value, String>;
+    /// The JSON document stored at an S3 URI (`Std:JsonGet` with `S3Uri`).
+    fn json_object(&self, uri: &str) -> Result<Value, String>;
+    /// The scope a `Std:JsonGet` S3Uri is resolved in: the object read must be the real one,
+    /// even where this scope masks values (cache keys).
+    fn unmasked(&self) -> &dyn Scope;
 }
 
 /// Visit every expression in a JSON tree (for lint): each `Get` string with its JSON path,
@@ -221,19 +226,39 @@ pub fn resolve(value: &Value, scope: &dyn Scope, path: &str) -> Result<Value, Ex
 fn json_get(inner: &Value, scope: &dyn Scope, path: &str) -> Result<Value, ExprError> {
     let json_path =
         inner.get("Path").and_then(Value::as_str).ok_or_else(|| invalid(path, "`Std:JsonGet` needs a `Path`"))?;
-    let file_get =
-        inner.get("PropertyFile").and_then(|p| p.get("Get")).and_then(Value::as_str).ok_or_else(|| {
-            invalid(path, "`Std:JsonGet` needs `PropertyFile: {\"Get\": \"Steps.S.PropertyFiles.F\"}`")
-        })?;
+    let segments = parse_path(json_path).map_err(|m| invalid(path, &format!("JsonGet path `{json_path}`: {m}")))?;
+    if let Some(uri) = inner.get("S3Uri") {
+        return json_get_object(uri, scope, path, json_path, &segments);
+    }
+    let file_get = inner.get("PropertyFile").and_then(|p| p.get("Get")).and_then(Value::as_str).ok_or_else(|| {
+        invalid(path, "`Std:JsonGet` needs `PropertyFile: {\"Get\": \"Steps.S.PropertyFiles.F\"}` or an `S3Uri`")
+    })?;
     let Ok(Reference::PropertyFile { step, file }) = parse_reference(file_get) else {
         return Err(invalid(path, &format!("`{file_get}` does not name a property file (Steps.S.PropertyFiles.F)")));
     };
     let unresolved = |message: String| ExprError::Unresolved { get: format!("{file_get} {json_path}"), message };
     let document = scope.property_file(&step, &file).map_err(unresolved)?;
-    let segments = parse_path(json_path).map_err(|m| invalid(path, &format!("JsonGet path `{json_path}`: {m}")))?;
     walk(&document, &segments)
         .cloned()
         .ok_or_else(|| unresolved(format!("property file {file} of step {step} has nothing at `{json_path}`")))
+}
+
+/// `Std:JsonGet` with `S3Uri`: the JSON object stored there (the URI may itself be an expression).
+fn json_get_object(
+    uri: &Value,
+    scope: &dyn Scope,
+    path: &str,
+    json_path: &str,
+    segments: &[Segment],
+) -> Result<Value, ExprError> {
+    let scope = scope.unmasked();
+    let uri = match resolve(uri, scope, &format!("{path}.Std:JsonGet.S3Uri"))? {
+        Value::String(uri) => uri,
+        other => return Err(invalid(path, &format!("`Std:JsonGet` S3Uri is not a string: {other}"))),
+    };
+    let unresolved = |message: String| ExprError::Unresolved { get: format!("{uri} {json_path}"), message };
+    let document = scope.json_object(&uri).map_err(unresolved)?;
+    walk(&document, segments).cloned().ok_or_else(|| unresolved(format!("{uri} has nothing at `{json_path}`")))
 }
 
 fn invalid(path: &str, message: &str) -> ExprError {
@@ -356,6 +381,26 @@ mod tests {
         fn property_file(&self, _step: &str, _file: &str) -> Result<Value, String> {
             Ok(json!({"regression_metrics": {"mse": {"value": 7.5}}}))
         }
+        fn json_object(&self, uri: &str) -> Result<Value, String> {
+            match uri {
+                "s3://b/abc/evaluation.json" => Ok(json!({"metrics": [{"name": "mse", "value": 2.5}]})),
+                other => Err(format!("no object {other}")),
+            }
+        }
+        fn unmasked(&self) -> &dyn Scope {
+            self
+        }
+    }
+
+    #[test]
+    fn json_get_reads_an_object_at_an_s3_uri() {
+        let uri = json!({"Std:Join": {"On": "/", "Values": ["s3://b", {"Get": "Execution.PipelineExecutionId"}, "evaluation.json"]}});
+        let expr = json!({"Std:JsonGet": {"S3Uri": uri, "Path": "metrics[0].value"}});
+        assert_eq!(resolve(&expr, &Fixed, "$").unwrap(), json!(2.5));
+        let missing = json!({"Std:JsonGet": {"S3Uri": "s3://b/none.json", "Path": "metrics"}});
+        assert!(matches!(resolve(&missing, &Fixed, "$"), Err(ExprError::Unresolved { .. })));
+        let nothing = json!({"Std:JsonGet": {"S3Uri": uri, "Path": "metrics[1]"}});
+        assert!(resolve(&nothing, &Fixed, "$").unwrap_err().to_string().contains("nothing at `metrics[1]`"));
     }
 
     #[test]

@@ -127,12 +127,14 @@ async fn invoke(
     // The body is read (or, when too large, drained up to a bound) before any answer, so that
     // a client still sending sees the status instead of a reset connection.
     let bytes = read_body(body, limit, declared, config.body_timeout).await?;
-    let input = Input::parse(header_text(headers, header::CONTENT_TYPE)?)?;
-    let output = Output::negotiate(header_text(headers, header::ACCEPT)?, config.default_accept)?;
-    let ensemble = &model()?;
+    // Nothing to predict is 204 before anything else is looked at, as the built-in answers:
+    // whatever the Content-Type or Accept, and while the model is still loading.
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok((StatusCode::NO_CONTENT.into_response(), 0));
     }
+    let input = Input::parse(header_text(headers, header::CONTENT_TYPE)?)?;
+    let output = Output::negotiate(header_text(headers, header::ACCEPT)?, config.default_accept)?;
+    let ensemble = &model()?;
 
     let work = bytes.len() / 4 * ensemble.first().trees.len();
     let (predictions, count) = if work > BLOCKING_WORK {
@@ -276,4 +278,28 @@ fn select<'k>(
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServeConfig {
+        ServeConfig::from_env("/nonexistent".into(), "/nonexistent".into(), Some(8080)).unwrap()
+    }
+
+    async fn status(body: &'static str) -> StatusCode {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+        match invoke(&config(), &headers, Body::from(body), || Err(ServeError::NotReady)).await {
+            Ok((response, _)) => response.status(),
+            Err(e) => e.into_response().status(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_is_204_while_the_model_loads() {
+        assert_eq!(status("").await, StatusCode::NO_CONTENT);
+        assert_eq!(status("1,2\n").await, StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

@@ -176,7 +176,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
     }
     let params = TrainingParams::from_xgboost(engine_xgb).map_err(|e| Error::Unsupported(e.to_string()))?;
     let checkpoints: CheckpointConfig = read_json(&ml.checkpoint_config())?;
-    let checkpoint_dir = checkpoints.local_path.unwrap_or_else(|| ml.checkpoint_dir());
+    // LocalPath is a container path: under the process engine /opt/ml is this job's tree.
+    let checkpoint_dir = checkpoints.local_path.map_or_else(|| ml.checkpoint_dir(), |p| ml.map(&p));
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

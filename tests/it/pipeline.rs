@@ -36,6 +36,14 @@ fn run(store: &Path, definition: &Path, extra: &[&str]) -> Output {
     sagestep(store, &args)
 }
 
+/// `sagestep run` of a definition of these steps, written for the test.
+fn run_steps(store: &Path, steps: Value) -> Output {
+    let definition = serde_json::json!({"Version": "2020-12-01", "Parameters": [], "Steps": steps});
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), definition.to_string()).unwrap();
+    sagestep(store, &["run", file.path().to_str().unwrap()])
+}
+
 fn pipeline() -> PathBuf {
     repo().join("pipeline.json")
 }
@@ -155,6 +163,12 @@ fn the_whole_pipeline_runs_with_processes_then_reuses_its_cache() {
     let described: Value =
         serde_json::from_str(&stdout(&sagestep(store.path(), &["executions", "describe", id]))).unwrap();
     assert_eq!(described["execution_id"], id);
+
+    // Another --seed draws other trials: the tuning step runs again.
+    assert_success(&run(store.path(), &pipeline(), &["--seed", "7"]));
+    let reseeded = last_record(store.path());
+    assert!(step(&reseeded, "HPTuning")["cache_hit_from"].is_null(), "{:#}", step(&reseeded, "HPTuning"));
+    assert!(!step(&reseeded, "PreprocessAutoMpgData")["cache_hit_from"].is_null());
 }
 
 #[test]
@@ -341,26 +355,78 @@ fn interrupt_during_tuning(engine: &str) {
 
 #[test]
 fn service_faults_are_retried_as_the_policy_says() {
-    let definition = serde_json::json!({
-        "Version": "2020-12-01",
-        "Parameters": [],
-        "Steps": [{
-            "Name": "Broken", "Type": "Processing",
-            "Arguments": {
-                "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1}},
-                "AppSpecification": {"ImageUri": "sagestep-no-such-image:0"},
-                "RoleArn": "r"
-            },
-            "RetryPolicies": [{"ExceptionType": ["Step.SERVICE_FAULT"], "IntervalSeconds": 1, "BackoffRate": 1.0, "MaxAttempts": 2}]
-        }]
-    });
-    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
-    std::fs::write(file.path(), definition.to_string()).unwrap();
+    let steps = serde_json::json!([{
+        "Name": "Broken", "Type": "Processing",
+        "Arguments": {
+            "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1}},
+            "AppSpecification": {"ImageUri": "sagestep-no-such-image:0"},
+            "RoleArn": "r"
+        },
+        "RetryPolicies": [{"ExceptionType": ["Step.SERVICE_FAULT"], "IntervalSeconds": 1, "BackoffRate": 1.0, "MaxAttempts": 2}]
+    }]);
     let store = tempfile::tempdir().unwrap();
-    let output = sagestep(store.path(), &["run", file.path().to_str().unwrap()]);
+    let output = run_steps(store.path(), steps);
     assert_eq!(output.status.code(), Some(1));
     let record = last_record(store.path());
     let broken = step(&record, "Broken");
-    assert_eq!(broken["attempts"], 2, "{broken:#}");
+    // MaxAttempts is the number of retries: the first attempt and two more.
+    assert_eq!(broken["attempts"], 3, "{broken:#}");
     assert!(broken["error"].as_str().unwrap().contains("exit code 125"), "{broken:#}");
+}
+
+#[test]
+fn checkpoints_go_to_the_given_local_path_and_back_to_s3() {
+    let store = tempfile::tempdir().unwrap();
+    let rows: String = (0..60).map(|i| format!("{},{},{}\n", 2 * i + i % 7, i, i % 7)).collect();
+    std::fs::create_dir_all(store.path().join("data/train")).unwrap();
+    std::fs::write(store.path().join("data/train/train.csv"), rows).unwrap();
+    let steps = serde_json::json!([{
+        "Name": "Train", "Type": "Training",
+        "Arguments": {
+            "AlgorithmSpecification": {"TrainingImage": "sagestep-train:latest", "TrainingInputMode": "File"},
+            "HyperParameters": {"num_round": "12", "max_depth": "2"},
+            "InputDataConfig": [{"ChannelName": "train", "ContentType": "text/csv",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://data/train"}}}],
+            "OutputDataConfig": {"S3OutputPath": "s3://out/train"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+            "CheckpointConfig": {"S3Uri": "s3://ckpt/run", "LocalPath": "/opt/ml/checkpoints/mine"},
+            "RoleArn": "r"
+        }
+    }]);
+    let output = run_steps(store.path(), steps);
+    assert_success(&output);
+    // The trainer wrote into LocalPath (mapped into the job's tree), and the runner stored it.
+    let stored = std::fs::read_dir(store.path().join("ckpt/run"))
+        .map(|d| d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned())).collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(stored.iter().any(|f| f.starts_with("xgboost-checkpoint.")), "{stored:?}\n{}", stderr(&output));
+}
+
+#[test]
+fn json_get_reads_the_json_object_at_an_s3_uri() {
+    let store = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(store.path().join("data/reports")).unwrap();
+    std::fs::write(
+        store.path().join("data/reports/metrics.json"),
+        r#"{"regression_metrics": {"mse": {"value": 3.5}}}"#,
+    )
+    .unwrap();
+    let mse = serde_json::json!({"Std:JsonGet": {
+        "S3Uri": {"Std:Join": {"On": "/", "Values": ["s3://data", "reports", "metrics.json"]}},
+        "Path": "regression_metrics.mse.value"
+    }});
+    let steps = serde_json::json!([{
+        "Name": "Check", "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{"Type": "LessThanOrEqualTo", "LeftValue": mse, "RightValue": 5.0}],
+            "IfSteps": [],
+            "ElseSteps": [{"Name": "TooHigh", "Type": "Fail", "Arguments": {"ErrorMessage": "MSE too high"}}]
+        }
+    }]);
+    let output = run_steps(store.path(), steps);
+    assert_success(&output);
+    let check = step(&last_record(store.path()), "Check").clone();
+    assert_eq!(check["properties"]["Outcome"], true, "{check:#}");
+    assert_eq!(check["properties"]["EvaluatedConditions"][0]["LeftValue"], 3.5, "{check:#}");
 }

@@ -268,6 +268,9 @@ fn accept_and_status_codes() {
         }
     };
     check(204, "", server.invoke(Some("text/csv"), None, b""));
+    // An empty body is 204 before the content type or Accept is looked at.
+    check(204, "", server.invoke(Some("image/png"), None, b""));
+    check(204, "", server.invoke(Some("text/csv"), Some("text/html"), b" \n"));
     check(400, "bad_payload", server.invoke(Some("text/csv"), None, b"1,2,3,4,5,6\n1,2,x,4,5,6\n"));
     check(400, "bad_payload", server.invoke(Some("text/csv"), None, b"1,2,3\n"));
     check(406, "unsupported_accept", server.invoke(Some("text/csv"), Some("text/html"), body.as_bytes()));

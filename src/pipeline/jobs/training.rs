@@ -102,7 +102,8 @@ impl Jobs<'_> {
     }
 
     /// With a CheckpointConfig: each host's checkpoint directory, holding what earlier runs
-    /// stored (as on a managed spot restart). Returns the URI and the container path.
+    /// stored (as on a managed spot restart). Returns the URI and the container path, which
+    /// lies under /opt/ml: mounted with the tree for Docker, mapped into it for processes.
     fn restore_checkpoints(&self, cluster: &Cluster, args: &Value) -> Result<Option<(String, String)>, JobFailure> {
         let Some(uri) = text(args, "/CheckpointConfig/S3Uri") else { return Ok(None) };
         let local = text(args, "/CheckpointConfig/LocalPath").unwrap_or("/opt/ml/checkpoints");
@@ -110,10 +111,7 @@ impl Jobs<'_> {
         for host in &cluster.hosts {
             let dir = local_path(&host.root, local, "/opt/ml")?;
             create_dir(&dir)?;
-            write_json(
-                &MlRoot::new(&host.root).checkpoint_config(),
-                &json!({"LocalPath": "/opt/ml/checkpoints", "S3Uri": uri}),
-            )?;
+            write_json(&MlRoot::new(&host.root).checkpoint_config(), &json!({"LocalPath": local, "S3Uri": uri}))?;
             self.storage.download(&earlier, &dir)?;
         }
         Ok(Some((uri.to_string(), local.to_string())))

@@ -256,7 +256,7 @@ fn server_env(
     vars.extend(super::string_map(args.get("Environment")));
     vars.insert(env::SAGEMAKER_BATCH.into(), "true".into());
     if let Some(s) = request.strategy {
-        let strategy = if s == "SingleRecord" { "SINGLE_RECORD" } else { "MULTI_RECORD" };
+        let strategy = if api_strategy(s) == "SingleRecord" { "SINGLE_RECORD" } else { "MULTI_RECORD" };
         vars.insert(env::SAGEMAKER_BATCH_STRATEGY.into(), strategy.into());
     }
     if let Some(mb) = request.payload_mb {
@@ -280,11 +280,21 @@ fn settings(port: u16, strategy: Option<&str>, payload: Option<u64>, concurrency
         .and_then(|mut r| r.body_mut().read_to_string().ok())
         .and_then(|body| serde_json::from_str::<Value>(&body).ok())
         .unwrap_or(Value::Null);
+    merged_settings(strategy, payload, concurrency, &preferred)
+}
+
+/// The request's settings over the container's preferred ones.
+fn merged_settings(
+    strategy: Option<&str>,
+    payload: Option<u64>,
+    concurrency: Option<u64>,
+    preferred: &Value,
+) -> Settings {
     Settings {
-        strategy: strategy
-            .or_else(|| preferred.get("BatchStrategy").and_then(Value::as_str))
-            .unwrap_or("MultiRecord")
-            .to_string(),
+        strategy: api_strategy(
+            strategy.or_else(|| preferred.get("BatchStrategy").and_then(Value::as_str)).unwrap_or("MultiRecord"),
+        )
+        .to_string(),
         max_payload_bytes: (payload
             .or_else(|| preferred.get("MaxPayloadInMB").and_then(Value::as_u64))
             .unwrap_or(6)
@@ -294,6 +304,16 @@ fn settings(port: u16, strategy: Option<&str>, payload: Option<u64>, concurrency
             .or_else(|| preferred.get("MaxConcurrentTransforms").and_then(Value::as_u64))
             .unwrap_or(1)
             .clamp(1, 64) as usize,
+    }
+}
+
+/// The API's spelling of a batch strategy: containers answer `SINGLE_RECORD`/`MULTI_RECORD`
+/// where the API says `SingleRecord`/`MultiRecord`, and SageMaker takes either.
+fn api_strategy(s: &str) -> &'static str {
+    if s.eq_ignore_ascii_case("SingleRecord") || s.eq_ignore_ascii_case("SINGLE_RECORD") {
+        "SingleRecord"
+    } else {
+        "MultiRecord"
     }
 }
 
@@ -386,5 +406,20 @@ mod tests {
         assert_eq!(payloads(data, "Line", &settings("SingleRecord", 1 << 20)).unwrap().len(), 3);
         assert_eq!(payloads(data, "None", &settings("MultiRecord", 1 << 20)).unwrap(), [&data[..]]);
         assert!(payloads(b"123456789\n", "Line", &settings("MultiRecord", 4)).unwrap_err().contains("record 1"));
+    }
+
+    #[test]
+    fn the_containers_strategy_spelling_is_taken() {
+        let preferred = serde_json::json!({"BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": 1});
+        let merged = merged_settings(None, None, None, &preferred);
+        assert_eq!(merged.strategy, "SingleRecord");
+        assert_eq!(payloads(b"1,2\n3,4\n", "Line", &merged).unwrap().len(), 2);
+        let preferred = serde_json::json!({"BatchStrategy": "MULTI_RECORD"});
+        assert_eq!(merged_settings(None, None, None, &preferred).strategy, "MultiRecord");
+        assert_eq!(
+            merged_settings(Some("MultiRecord"), None, None, &serde_json::json!({"BatchStrategy": "SINGLE_RECORD"}))
+                .strategy,
+            "MultiRecord"
+        );
     }
 }

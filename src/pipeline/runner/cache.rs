@@ -14,7 +14,7 @@ use crate::pipeline::engine::EngineKind;
 use crate::pipeline::expr;
 use crate::pipeline::jobs::JobFailure;
 
-/// A step's cache key: its type, the engine, and its arguments resolved in `KeyScope` (so
+/// A step's cache key: its type, the engine, the seed if it draws with it, and its arguments resolved in `KeyScope` (so
 /// per-execution output prefixes do not defeat the cache), and the identity (size, ETag) of
 /// every input object, so changed data is never served from the cache.
 pub(super) fn key(
@@ -23,6 +23,7 @@ pub(super) fn key(
     executor: &dyn Executor,
     arguments: &Value,
     engine: EngineKind,
+    seed: u64,
 ) -> Result<String, JobFailure> {
     let scope = KeyScope { inner: StepScope { shared } };
     let masked =
@@ -32,6 +33,10 @@ pub(super) fn key(
     // A run with the images must run the images, not reuse what the binaries made.
     hasher.update(format!("\0{engine:?}\0"));
     hasher.update(masked.as_bytes());
+    // Another seed draws other trials: a different result, not a cache hit.
+    if executor.seeded() {
+        hasher.update(format!("\0seed {seed}\0"));
+    }
     for uri in executor.inputs(arguments) {
         hasher.update([0]);
         hasher.update(uri.as_bytes());

@@ -196,7 +196,9 @@ fn retry_delay(step: &Step, kind: FailureKind, attempts: u32, elapsed: Duration)
         (policy.interval_seconds * policy.backoff_rate.powi(attempts as i32 - 1)).clamp(0.0, 3600.0),
     );
     let allowed = match (policy.max_attempts, policy.expire_after_min) {
-        (Some(max), _) => attempts < max,
+        // MaxAttempts counts retries (AWS: "the maximum number of retry attempts"), so a step
+        // may run max + 1 times in all.
+        (Some(max), _) => attempts <= max,
         (None, Some(minutes)) => elapsed + delay < Duration::from_secs(u64::from(minutes) * 60),
         (None, None) => false,
     };
@@ -211,7 +213,8 @@ fn attempt_step(shared: &Shared, jobs: &Jobs<'_>, step: &Step, config: &RunConfi
     };
     let executor = steps::executor(&step.kind);
     let cacheable = config.use_cache && step.cache.as_ref().is_some_and(|c| c.enabled) && executor.cacheable();
-    let cache_key = cacheable.then(|| cache::key(shared, step, executor, &arguments, jobs.engine.kind)).transpose();
+    let cache_key =
+        cacheable.then(|| cache::key(shared, step, executor, &arguments, jobs.engine.kind, config.seed)).transpose();
     let cache_key = match cache_key {
         Ok(key) => key,
         Err(failure) => return StepResult::Failed(failure),

@@ -123,6 +123,15 @@ impl Scope for StepScope<'_> {
         let bytes = shared.storage.read(&uri).map_err(|e| format!("property file {file}: {e}"))?;
         serde_json::from_slice(&bytes).map_err(|e| format!("property file {file} at {uri} is not JSON: {e}"))
     }
+
+    fn json_object(&self, uri: &str) -> Result<Value, String> {
+        let bytes = self.shared.storage.read(uri).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("the object at {uri} is not JSON: {e}"))
+    }
+
+    fn unmasked(&self) -> &dyn Scope {
+        self
+    }
 }
 
 /// The scope a cache key is computed in: what differs between executions by design (the
@@ -156,6 +165,14 @@ impl Scope for KeyScope<'_> {
 
     fn property_file(&self, step: &str, file: &str) -> Result<Value, String> {
         self.inner.property_file(step, file)
+    }
+
+    fn json_object(&self, uri: &str) -> Result<Value, String> {
+        self.inner.json_object(uri)
+    }
+
+    fn unmasked(&self) -> &dyn Scope {
+        &self.inner
     }
 }
 

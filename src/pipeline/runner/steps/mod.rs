@@ -32,6 +32,11 @@ pub(in crate::pipeline::runner) trait Executor: Sync {
         false
     }
 
+    /// Whether the run's `--seed` shapes the result (tuning draws): then it is part of the key.
+    fn seeded(&self) -> bool {
+        false
+    }
+
     /// The S3 URIs the step reads: their objects are part of its cache key.
     fn inputs(&self, _arguments: &Value) -> Vec<String> {
         Vec::new()

@@ -29,6 +29,9 @@ impl Executor for Tuning {
     fn cacheable(&self) -> bool {
         true
     }
+    fn seeded(&self) -> bool {
+        true
+    }
     fn inputs(&self, arguments: &Value) -> Vec<String> {
         channel_uris(arguments)
     }
@@ -109,6 +112,8 @@ impl Plan {
         for (name, value) in tuned {
             hyperparameters.insert(name.clone(), json!(value));
         }
+        // SageMaker tells every job of a tuning job what it is tuned for.
+        hyperparameters.insert("_tuning_objective_metric".into(), json!(self.objective));
         fields.insert("HyperParameters".into(), Value::Object(hyperparameters));
         args
     }
@@ -253,4 +258,30 @@ fn final_metric(described: &Value, name: &str) -> Option<f64> {
         .find(|m| text(m, "/MetricName") == Some(name))?
         .get("Value")?
         .as_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_training_job_is_told_the_objective() {
+        let arguments = json!({
+            "HyperParameterTuningJobConfig": {
+                "Strategy": "Random",
+                "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "validation:rmse"},
+                "ParameterRanges": {"IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "2", "MaxValue": "5"}]}
+            },
+            "TrainingJobDefinition": {
+                "AlgorithmSpecification": {"MetricDefinitions": [{"Name": "validation:rmse", "Regex": "rmse:(\\S+)"}]},
+                "StaticHyperParameters": {"num_round": "10"}
+            }
+        });
+        let plan = Plan::parse(&arguments, 1).unwrap();
+        let request = plan.training_request(&[("max_depth".into(), "3".into())]);
+        assert_eq!(
+            request["HyperParameters"],
+            json!({"num_round": "10", "max_depth": "3", "_tuning_objective_metric": "validation:rmse"})
+        );
+    }
 }
