@@ -66,8 +66,24 @@ impl<'a> QuantizedSums<'a> {
         Stats { g: g as f64 / self.scale.0, h: h as f64 / self.scale.1 }
     }
 
-    /// One node's integer histogram (`2 x bins`: g then h per bin).
+    /// One node's integer histogram (`2 x bins`: g then h per bin). A large node's rows are
+    /// split across cores and the parts added: integer sums, so the bits do not depend on the
+    /// split.
     fn local(&self, rows: &[u32]) -> Vec<i64> {
+        const CHUNK_ROWS: usize = 1 << 14;
+        if rows.len() <= CHUNK_ROWS {
+            return self.local_serial(rows);
+        }
+        rows.par_chunks(CHUNK_ROWS)
+            .map(|part| self.local_serial(part))
+            .reduce_with(|mut sum, part| {
+                sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
+                sum
+            })
+            .unwrap_or_default()
+    }
+
+    fn local_serial(&self, rows: &[u32]) -> Vec<i64> {
         let mut hist = vec![0i64; 2 * self.cuts.total_bins()];
         let offsets = &self.cuts.ptrs;
         let mut add = |bin: usize, r: usize| {
