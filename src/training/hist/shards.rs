@@ -19,8 +19,22 @@ use crate::data::DataError;
 use crate::data::labelled::ContentType;
 use crate::data::blocks::{self, BlockSummary, Layout, RowBlock};
 
-/// Rows the cuts are sketched from at most (in expectation).
-pub const SAMPLE_ROWS: u64 = 1 << 19;
+/// Rows the cuts are sketched from at most (in expectation). Measured on 1M x 28: a sample
+/// of 2^19 rows moved the validation RMSE 1.0% from the one-host model's; the whole set, 0%.
+pub const SAMPLE_ROWS: u64 = 1 << 21;
+/// The gathered sample's values (every host holds all of them) stay within this, down to
+/// `MIN_SAMPLE_ROWS` rows for wide data.
+const SAMPLE_BYTES: u64 = 256 << 20;
+const MIN_SAMPLE_ROWS: u64 = 1 << 19;
+
+/// Rows to sample for `features` columns: `SAMPLE_ROWS`, fewer for wide dense data.
+fn sample_rows(features: &FeatureMap) -> u64 {
+    if !features.dense {
+        return MIN_SAMPLE_ROWS;
+    }
+    let row_bytes = 4 * features.original.len().max(1) as u64;
+    (SAMPLE_BYTES / row_bytes).clamp(MIN_SAMPLE_ROWS, SAMPLE_ROWS)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -152,10 +166,11 @@ pub fn training(
     }
 
     // 2. Sample rows by the hash of their name; every host sketches the union in name order.
-    let threshold = if total[0] as u64 <= SAMPLE_ROWS {
+    let wanted = sample_rows(&features);
+    let threshold = if total[0] as u64 <= wanted {
         u64::MAX
     } else {
-        ((SAMPLE_ROWS as f64 / total[0] as f64) * u64::MAX as f64) as u64
+        ((wanted as f64 / total[0] as f64) * u64::MAX as f64) as u64
     };
     let mut sample = Vec::new();
     let mut row_keys = Vec::new();
