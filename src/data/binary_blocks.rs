@@ -133,6 +133,10 @@ fn push_sparse(features: &recordio::Tensor, block: &mut RowBlock) -> Result<(), 
             block.values.push(v);
         }
     }
+    // Writers emit keys in order: only an unordered record pays for the sort.
+    if block.indices[start..].windows(2).all(|w| w[0] < w[1]) {
+        return Ok(());
+    }
     let mut order: Vec<usize> = (start..block.indices.len()).collect();
     order.sort_by_key(|&i| block.indices[i]);
     if order.windows(2).any(|w| block.indices[w[0]] == block.indices[w[1]]) {

@@ -62,7 +62,7 @@ pub(super) fn run(
                 return Ok(Report { models, stopped_by_signal: true });
             }
             let validation = fold_paths.validation.as_ref().expect("a held-out fold");
-            predictions.record(&held_out, &predict(&bytes, validation, setup.content_type)?, repeat);
+            predictions.record(&held_out, &predict(&bytes, validation, setup.content_type)?);
             repeat_scores.push(trained.ran.history.last().map(|(_, s)| s.clone()).unwrap_or_default());
         }
         tracing::info!("The metrics of round {} cross validation", repeat + 1);
@@ -288,7 +288,7 @@ impl Predictions {
         Self { labels: labels.to_vec(), classification, values: vec![Vec::with_capacity(repeats); labels.len()] }
     }
 
-    fn record(&mut self, held_out: &[bool], predictions: &[Vec<f32>], _repeat: usize) {
+    fn record(&mut self, held_out: &[bool], predictions: &[Vec<f32>]) {
         let rows = held_out.iter().enumerate().filter(|(_, out)| **out).map(|(i, _)| i);
         for (row, p) in rows.zip(predictions) {
             let value = if !self.classification {

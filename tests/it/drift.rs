@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::util::{assert_success, auto_mpg, repo, require_image, stderr};
+use crate::util::{assert_success, auto_mpg, files_below, repo, require_image, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sagestep");
 
@@ -28,16 +28,7 @@ fn run(store: &Path, definition: &Path, engine: &str) -> Output {
 }
 
 fn find(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(find(&path, name));
-        } else if path.file_name().is_some_and(|n| n == name) {
-            found.push(path);
-        }
-    }
-    found
+    files_below(dir).into_iter().filter(|p| p.file_name().is_some_and(|n| n == name)).collect()
 }
 
 /// pipeline.json with the check reading `data` instead of the preprocess step's test_set_2.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::distributed::{HYPERPARAMETERS, host_tree, parts};
-use crate::util::{assert_success, auto_mpg, repo, require_image, stderr};
+use crate::util::{assert_success, auto_mpg, files_below, repo, require_image, stderr};
 
 const SAGESTEP: &str = env!("CARGO_BIN_EXE_sagestep");
 const TRAIN: &str = env!("CARGO_BIN_EXE_train");
@@ -75,27 +75,14 @@ impl Store {
     fn files(&self, uri: &str) -> Vec<String> {
         let base = self.path(uri);
         let mut out: Vec<String> =
-            walk(&base).iter().map(|p| p.strip_prefix(&base).unwrap().display().to_string()).collect();
+            files_below(&base).iter().map(|p| p.strip_prefix(&base).unwrap().display().to_string()).collect();
         out.sort();
         out
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 fn last_record(store: &Path) -> Value {
-    let mut records: Vec<Value> = walk(&store.join(".sagestep/executions"))
+    let mut records: Vec<Value> = files_below(&store.join(".sagestep/executions"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json") && p.parent().unwrap().ends_with("executions"))
         .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
@@ -157,7 +144,7 @@ fn reference_model() -> Vec<u8> {
 fn unpacked(store: &Store, uri: &str) -> Vec<(String, Vec<u8>)> {
     let dir = tempfile::tempdir().unwrap();
     sagestep::model::archive::unpack(&store.path(uri), dir.path(), 1 << 30).unwrap();
-    let mut files: Vec<(String, Vec<u8>)> = walk(dir.path())
+    let mut files: Vec<(String, Vec<u8>)> = files_below(dir.path())
         .into_iter()
         .map(|p| (p.strip_prefix(dir.path()).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
         .collect();

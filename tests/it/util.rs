@@ -47,18 +47,10 @@ impl MlTree {
 
     /// Every file below the tree, relative, sorted.
     pub fn files(&self) -> Vec<String> {
-        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    walk(&path, base, out);
-                } else {
-                    out.push(path.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(self.root(), self.root(), &mut out);
+        let mut out: Vec<String> = files_below(self.root())
+            .iter()
+            .map(|path| path.strip_prefix(self.root()).unwrap().to_string_lossy().into_owned())
+            .collect();
         out.sort();
         out
     }
@@ -104,4 +96,18 @@ pub fn require_image(image: &str) {
         "image {image} is missing: run docker/build-images.sh first ({})",
         stderr(&status)
     );
+}
+
+/// Every file below `dir`, recursively (none when `dir` does not exist).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_below(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
