@@ -189,11 +189,14 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
             Some(Team {
                 collective,
                 stop: Arc::clone(&stop),
+                agreed_stop: Arc::new(AtomicBool::new(false)),
                 validation_rows: *validation_sharded || hosts.rank() == 0,
             })
         }
         _ => None,
     };
+    // On several hosts the round loop stops on the agreed flag, never on this host's signal.
+    let stop = cluster.as_ref().map_or(stop, |team| Arc::clone(&team.agreed_stop));
     let first_host = cluster.as_ref().is_none_or(|t| t.collective.rank() == 0);
     let paths = super::pipe::resolve(ml, &channels, has_validation)?;
     let setup = Setup { hp: &hp, params, prune, content_type, pool: &pool, stop, checkpoint_every: config.checkpoint_every };
@@ -327,7 +330,10 @@ pub(super) fn train_one(
 /// The hosts training together, and what this one takes part with.
 pub(super) struct Team {
     collective: Arc<dyn Collective>,
+    /// SIGTERM's flag on this host.
     stop: Arc<AtomicBool>,
+    /// The stop every host agreed on after the same round: what the round loop reads.
+    agreed_stop: Arc<AtomicBool>,
     /// False on all but the first host when the validation channel is replicated: its rows
     /// count once.
     validation_rows: bool,
@@ -439,7 +445,7 @@ fn make_engine(
             scale_pos_weight: hp.float("scale_pos_weight").unwrap_or(1.0) as f32,
             empty_validation: has_validation && !team.validation_rows,
         };
-        return Ok(Box::new(HistEngine::new(&params, &inputs, resume.as_ref(), Some((team.collective, team.stop)))?));
+        return Ok(Box::new(HistEngine::new(&params, &inputs, resume.as_ref(), Some((team.collective, team.stop, team.agreed_stop)))?));
     }
     match hist::unsupported(&params, hp.objective()) {
         None => {

@@ -105,8 +105,11 @@ pub struct HistEngine {
     objective_params: Vec<(String, String)>,
     base_score: Vec<f32>,
     num_feature: usize,
-    /// Several hosts: the stop flag, set on every host when any host is asked to stop.
-    stop: Option<Arc<AtomicBool>>,
+    /// Several hosts: the flag SIGTERM sets on this host, and the one the round loop reads,
+    /// set on every host after the same round once any host was asked to stop. Two flags: a
+    /// signal between the agreement and the round loop's check must wait for the next round's
+    /// agreement, or this host would stop a round before the others.
+    stop: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
 }
 
 fn tree_params(params: &TrainingParams, objective: &str, features: &FeatureMap) -> TreeParams {
@@ -160,12 +163,12 @@ impl HistEngine {
         params: &TrainingParams,
         inputs: &Inputs,
         checkpoint: Option<&Forest>,
-        cluster: Option<(Arc<dyn Collective>, Arc<AtomicBool>)>,
+        cluster: Option<(Arc<dyn Collective>, Arc<AtomicBool>, Arc<AtomicBool>)>,
     ) -> Result<Self, Error> {
         let engine_error = |e: hessboost::error::HessboostError| Error::Channel(format!("the data cannot be used: {e}"));
         let loaded = match &cluster {
             None => load::training(&inputs.train, inputs.layout, params.max_bin, "train")?,
-            Some((c, _)) => shards::training(&inputs.train, inputs.layout, params.max_bin, params.seed, c.as_ref(), params.subsample < 1.0)
+            Some((c, _, _)) => shards::training(&inputs.train, inputs.layout, params.max_bin, params.seed, c.as_ref(), params.subsample < 1.0)
                 .map_err(|e| match e {
                     shards::ShardError::Data(d) => Error::Data(d),
                     shards::ShardError::Cluster(c) => Error::Cluster(c),
@@ -191,7 +194,7 @@ impl HistEngine {
         if inputs.empty_validation {
             evals.push(empty_set("validation", &features, cuts.max_bins_per_feature() as u32 + 1));
         }
-        if let Some((c, _)) = &cluster {
+        if let Some((c, _, _)) = &cluster {
             let mut widest = [num_feature as f64];
             c.allreduce_max(&mut widest).map_err(Error::Cluster)?;
             num_feature = widest[0] as usize;
@@ -223,7 +226,7 @@ impl HistEngine {
             }
             None => match &cluster {
                 None => loss.base_margins_info(&meta),
-                Some((c, _)) => distributed::intercept(loss.as_ref(), &meta, train.labels.len(), groups, c.as_ref())
+                Some((c, _, _)) => distributed::intercept(loss.as_ref(), &meta, train.labels.len(), groups, c.as_ref())
                     .map_err(Error::Cluster)?,
             },
         };
@@ -265,7 +268,7 @@ impl HistEngine {
         };
         let objective = Objective::parse(&objective_name).map_err(Error::Unsupported)?;
         let mut training = Training::new(booster, cuts, train, evals);
-        training.cluster = cluster.as_ref().map(|(c, _)| Arc::clone(c));
+        training.cluster = cluster.as_ref().map(|(c, _, _)| Arc::clone(c));
         if let Some(forest) = checkpoint {
             let trees = model::from_forest(forest, &training.cuts, &features)
                 .map_err(|e| Error::Channel(format!("the checkpoint does not continue this training: {e}")))?;
@@ -278,7 +281,7 @@ impl HistEngine {
             objective_params: inputs.objective_params.clone(),
             base_score,
             num_feature,
-            stop: cluster.map(|(_, stop)| stop),
+            stop: cluster.map(|(_, requested, agreed)| (requested, agreed)),
         })
     }
 }
@@ -292,11 +295,11 @@ impl Engine for HistEngine {
         let target = self.training.rounds() + n;
         while self.training.rounds() < target {
             let scores = self.training.round().map_err(Error::Engine)?;
-            if let (Some(stop), Some(cluster)) = (&self.stop, &self.training.cluster)
-                && distributed::any(cluster.as_ref(), stop.load(Ordering::SeqCst)).map_err(Error::Cluster)?
+            if let (Some((requested, agreed)), Some(cluster)) = (&self.stop, &self.training.cluster)
+                && distributed::any(cluster.as_ref(), requested.load(Ordering::SeqCst)).map_err(Error::Cluster)?
             {
                 // Every host stops after the same round.
-                stop.store(true, Ordering::SeqCst);
+                agreed.store(true, Ordering::SeqCst);
             }
             if on_round(self.training.rounds() - 1, &scores).is_break() {
                 break;
