@@ -430,3 +430,62 @@ fn json_get_reads_the_json_object_at_an_s3_uri() {
     assert_eq!(check["properties"]["Outcome"], true, "{check:#}");
     assert_eq!(check["properties"]["EvaluatedConditions"][0]["LeftValue"], 3.5, "{check:#}");
 }
+
+/// The shipped pipeline with its training channels in Pipe mode: the runner feeds each host a
+/// FIFO per channel, and the tuning jobs train the File mode run's models, on one host and on
+/// two, as processes and as containers. Without row subsampling: with several hosts, rows are
+/// sampled by the hash of their object's name, which a pipe does not carry.
+#[test]
+fn a_pipeline_whose_training_channels_are_pipes_trains_the_file_mode_models() {
+    require_image("sagestep-train:0.1.0");
+    let objectives = |record: &Value| -> Vec<String> {
+        let tuning = &step(record, "HPTuning")["properties"];
+        let mut values: Vec<String> = tuning["TrainingJobSummaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"].to_string())
+            .collect();
+        values.sort();
+        values
+    };
+    let definition = |mode: &str| {
+        corrupted(|definition| {
+            let training = definition.pointer_mut("/Steps/1/Arguments/TrainingJobDefinition").expect("the tuning step");
+            training["StaticHyperParameters"]["subsample"] = "1".into();
+            training["AlgorithmSpecification"]["TrainingInputMode"] = mode.into();
+            for channel in training["InputDataConfig"].as_array_mut().unwrap() {
+                channel["InputMode"] = mode.into();
+            }
+        })
+    };
+    let store = tempfile::tempdir().unwrap();
+    assert_success(&run(store.path(), definition("File").path(), &[]));
+    let file_mode = objectives(&last_record(store.path()));
+
+    let piped = definition("Pipe");
+    for (version, (engine, hosts)) in [("process", "1"), ("process", "2"), ("docker", "1")].into_iter().enumerate() {
+        let count = format!("TrainingInstanceCount={hosts}");
+        let output = run(store.path(), piped.path(), &["--no-cache", "--engine", engine, "--param", &count]);
+        assert_success(&output);
+        let record = last_record(store.path());
+        check_complete_run(store.path(), &record, version as u64 + 2);
+        assert_eq!(objectives(&record), file_mode, "{engine}, {hosts} host(s): Pipe mode trains File mode's models");
+        let logs =
+            store.path().join(".sagestep/executions").join(record["execution_id"].as_str().unwrap()).join("logs");
+        let piped_jobs = crate::util::files_below(&logs)
+            .iter()
+            .filter(|log| std::fs::read_to_string(log).unwrap().contains("read the Pipe mode channel"))
+            .count();
+        assert_eq!(
+            piped_jobs,
+            3 * hosts.parse::<usize>().unwrap(),
+            "{engine}, {hosts}: every training host read a pipe"
+        );
+        assert_eq!(
+            std::fs::read_dir(store.path().join("work")).unwrap().count(),
+            0,
+            "no FIFO or staged object is left"
+        );
+    }
+}

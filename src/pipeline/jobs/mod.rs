@@ -8,6 +8,7 @@
 //! their containers together.
 
 mod hosts;
+mod pipe;
 mod processing;
 mod training;
 mod transform;

@@ -7,7 +7,10 @@
 
 use serde_json::{Value, json};
 
-use super::hosts::{Cluster, Distribution, instance_count};
+use std::path::PathBuf;
+
+use super::hosts::{Cluster, Distribution, Host, instance_count};
+use super::pipe::PipeChannel;
 use super::{JobFailure, Jobs, create_dir, local_path, max_runtime, prefix, required, string_map, text, write_json};
 use crate::contract::MlRoot;
 use crate::pipeline::engine::Container;
@@ -22,7 +25,7 @@ impl Jobs<'_> {
         let output_path = required(args, "/OutputDataConfig/S3OutputPath", "OutputDataConfig")?;
         let cluster = self.cluster(job, count)?;
         let hyperparameters = json!(string_map(args.get("HyperParameters")));
-        let data_config = self.stage_channels(&cluster, args)?;
+        let (data_config, pipes) = self.stage_channels(&cluster, args)?;
         let instance_type = text(args, "/ResourceConfig/InstanceType").unwrap_or("local");
         for host in &cluster.hosts {
             let ml = MlRoot::new(&host.root);
@@ -44,7 +47,10 @@ impl Jobs<'_> {
             network_isolation: args.get("EnableNetworkIsolation").and_then(Value::as_bool).unwrap_or(false),
             network: None,
         };
-        let ran = self.run_hosts(&cluster, &template, max_runtime(args), "output/failure")?;
+        let feeders = super::pipe::feed(pipes)?;
+        let ran = self.run_hosts(&cluster, &template, max_runtime(args), "output/failure");
+        drop(feeders);
+        let ran = ran?;
         let metrics = read_metrics(args.pointer("/AlgorithmSpecification/MetricDefinitions"), &ran.logs[0])?;
         if let Some((uri, local)) = &checkpoint {
             // Every host syncs its checkpoints to the one S3 URI, also after a failure.
@@ -67,38 +73,81 @@ impl Jobs<'_> {
         Ok(described)
     }
 
-    /// Every channel, dealt to the hosts; returns `inputdataconfig.json`.
-    fn stage_channels(&self, cluster: &Cluster, args: &Value) -> Result<Value, JobFailure> {
+    /// Every channel, dealt to the hosts; returns `inputdataconfig.json` and the Pipe mode
+    /// channels to feed while the job runs.
+    fn stage_channels(&self, cluster: &Cluster, args: &Value) -> Result<(Value, Vec<PipeChannel>), JobFailure> {
         let input_mode = text(args, "/AlgorithmSpecification/TrainingInputMode").unwrap_or("File");
         let mut data_config = serde_json::Map::new();
+        let mut pipes = Vec::new();
         for channel in args.get("InputDataConfig").and_then(Value::as_array).into_iter().flatten() {
             let name = required(channel, "/ChannelName", "InputDataConfig")?;
             let what = format!("channel `{name}`");
             let mode = text(channel, "/InputMode").unwrap_or(input_mode);
-            if mode != "File" {
-                return Err(JobFailure::client(format!("{what}: input mode `{mode}`: the local runner supports File")));
-            }
-            if let Some(c) = text(channel, "/CompressionType").filter(|c| *c != "None") {
+            let compression = text(channel, "/CompressionType").unwrap_or("None");
+            let gzip = match (mode, compression) {
+                ("File" | "FastFile" | "Pipe", "None") => false,
+                // SageMaker decompresses a Pipe channel as it streams it.
+                ("Pipe", "Gzip") => true,
+                ("File" | "FastFile", _) => {
+                    return Err(JobFailure::client(format!(
+                        "{what}: CompressionType `{compression}` is for Pipe mode; File and FastFile channels take None"
+                    )));
+                }
+                ("Pipe", _) => {
+                    return Err(JobFailure::client(format!(
+                        "{what}: CompressionType `{compression}`: expected None or Gzip"
+                    )));
+                }
+                _ => {
+                    return Err(JobFailure::client(format!(
+                        "{what}: input mode `{mode}`: expected File, FastFile or Pipe"
+                    )));
+                }
+            };
+            let wrapper = text(channel, "/RecordWrapperType").unwrap_or("None");
+            if wrapper != "None" {
                 return Err(JobFailure::client(format!(
-                    "{what}: CompressionType `{c}`: the local runner supports None"
+                    "{what}: RecordWrapperType `{wrapper}`: the local runner does not wrap objects in RecordIO; use None"
                 )));
             }
             let uri = required(channel, "/DataSource/S3DataSource/S3Uri", &what)?;
             let given = text(channel, "/DataSource/S3DataSource/S3DataDistributionType");
             let distribution = Distribution::parse(given, &what)?;
-            self.stage_input(cluster, uri, distribution, |host| Ok(MlRoot::new(&host.root).channel_dir(name)))
-                .map_err(|e| prefix(what, e))?;
+            // A FastFile channel is a directory of files, as File's is; a Pipe channel's
+            // objects are staged beside the host's tree and streamed into it.
+            let staged = |host: &Host| -> PathBuf {
+                if mode == "Pipe" {
+                    self.work.join(&cluster.job).join("pipe").join(&host.name).join(name)
+                } else {
+                    MlRoot::new(&host.root).channel_dir(name)
+                }
+            };
+            self.stage_input(cluster, uri, distribution, |host| Ok(staged(host))).map_err(|e| prefix(what, e))?;
+            if mode == "Pipe" {
+                for host in &cluster.hosts {
+                    let dir = staged(host);
+                    pipes.push(PipeChannel {
+                        data_dir: MlRoot::new(&host.root).root().join("input").join("data"),
+                        name: name.to_string(),
+                        files: staged_files(&dir)?,
+                        gzip,
+                    });
+                }
+            }
             let mut entry = json!({
                 "TrainingInputMode": mode,
                 "S3DistributionType": given.unwrap_or("FullyReplicated"),
-                "RecordWrapperType": text(channel, "/RecordWrapperType").unwrap_or("None"),
+                "RecordWrapperType": wrapper,
             });
             if let Some(content_type) = text(channel, "/ContentType") {
                 entry["ContentType"] = json!(content_type);
             }
+            if gzip {
+                entry["CompressionType"] = json!("Gzip");
+            }
             data_config.insert(name.to_string(), entry);
         }
-        Ok(Value::Object(data_config))
+        Ok((Value::Object(data_config), pipes))
     }
 
     /// With a CheckpointConfig: each host's checkpoint directory, holding what earlier runs
@@ -141,6 +190,16 @@ impl Jobs<'_> {
             }
         }
         Ok(model_uri)
+    }
+}
+
+/// A Pipe channel's staged objects in key order; none for a host dealt nothing.
+fn staged_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, JobFailure> {
+    use crate::data::{DataError, files};
+    match files::list_files_with(dir, files::Links::Skip) {
+        Ok(files) => Ok(files),
+        Err(DataError::NoFiles { .. }) => Ok(Vec::new()),
+        Err(e) => Err(JobFailure::service(format!("listing {}: {e}", dir.display()))),
     }
 }
 
