@@ -14,9 +14,9 @@ use rayon::prelude::*;
 use super::cuts::Cuts;
 use super::evaluate::Stats;
 use super::grow::HistogramSource;
-use super::matrix::{Bin, BinnedMatrix, Storage};
+use super::histogram::{self, IntSums};
+use super::matrix::BinnedMatrix;
 use crate::cluster::{ClusterError, Collective};
-use crate::with_bins;
 use hessboost::objective::GradPair;
 
 /// Bits of an integer gradient: |q| <= 2^30, so sums of 2^33 rows fit in an i64.
@@ -66,55 +66,12 @@ impl<'a> QuantizedSums<'a> {
         Stats { g: g as f64 / self.scale.0, h: h as f64 / self.scale.1 }
     }
 
-    /// One node's integer histogram (`2 x bins`: g then h per bin). A large node's rows are
-    /// split across cores and the parts added: integer sums, so the bits do not depend on the
-    /// split.
+    /// One node's integer histogram (`2 x bins`: g then h per bin), built by the
+    /// single-host loops (cores split the features); integer sums, so the bits do not
+    /// depend on how the work is split.
     fn local(&self, rows: &[u32]) -> Vec<i64> {
-        const CHUNK_ROWS: usize = 1 << 14;
-        if rows.len() <= CHUNK_ROWS {
-            return self.local_serial(rows);
-        }
-        rows.par_chunks(CHUNK_ROWS)
-            .map(|part| self.local_serial(part))
-            .reduce_with(|mut sum, part| {
-                sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
-                sum
-            })
-            .unwrap_or_default()
-    }
-
-    fn local_serial(&self, rows: &[u32]) -> Vec<i64> {
-        let mut hist = vec![0i64; 2 * self.cuts.total_bins()];
-        let offsets = &self.cuts.ptrs;
-        let mut add = |bin: usize, r: usize| {
-            let (g, h) = self.q[r];
-            hist[2 * bin] += i64::from(g);
-            hist[2 * bin + 1] += i64::from(h);
-        };
-        match &self.matrix.storage {
-            Storage::Dense { bins, missing } => with_bins!(bins, v => {
-                let width = self.matrix.features;
-                for &r in rows {
-                    let r = r as usize;
-                    for (f, b) in v[r * width..(r + 1) * width].iter().enumerate() {
-                        let b = b.get();
-                        if b != *missing {
-                            add((offsets[f] + b) as usize, r);
-                        }
-                    }
-                }
-            }),
-            Storage::Sparse { row_ptr, features, bins } => with_bins!(bins, v => {
-                for &r in rows {
-                    let r = r as usize;
-                    let span = row_ptr[r] as usize..row_ptr[r + 1] as usize;
-                    for (&f, b) in features[span.clone()].iter().zip(&v[span]) {
-                        add((offsets[f as usize] + b.get()) as usize, r);
-                    }
-                }
-            }),
-        }
-        hist
+        let sums: Vec<IntSums> = histogram::build(self.matrix, &self.cuts.ptrs, &self.q, rows, self.cuts.total_bins());
+        sums.iter().flat_map(|s| [s.g, s.h]).collect()
     }
 }
 
@@ -128,7 +85,11 @@ impl HistogramSource for QuantizedSums<'_> {
     }
 
     fn root_sum(&self, _root: &[Stats]) -> Result<Stats, ClusterError> {
-        let (g, h) = self.q.par_iter().map(|&(g, h)| (i64::from(g), i64::from(h))).reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let (g, h) = self
+            .q
+            .par_iter()
+            .map(|&(g, h)| (i64::from(g), i64::from(h)))
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         let mut sums = [g, h];
         self.cluster.allreduce_sum(&mut sums)?;
         Ok(self.to_stats(sums[0], sums[1]))
