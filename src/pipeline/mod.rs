@@ -10,4 +10,5 @@ pub mod registry;
 pub mod report;
 pub mod runner;
 pub mod tuning;
+pub mod usage;
 pub mod validate;
