@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use super::usage::{self, CgroupSampler, HostUsage, Method, ProcessPeak, Usage};
 
-/// Our four step images, by binary name; an image URI whose repository is `sagestep-<name>`
+/// Our five step images, by binary name; an image URI whose repository is `sagestep-<name>`
 /// (any registry, tag or digest) is ours.
-pub const OUR_STEPS: [&str; 4] = ["preprocess", "train", "evaluate", "serve"];
+pub const OUR_STEPS: [&str; 5] = ["preprocess", "train", "evaluate", "serve", "monitor"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
@@ -564,6 +564,7 @@ mod tests {
         assert_eq!(our_binary("sagestep-train:0.1.0"), Some("train"));
         assert_eq!(our_binary("123.dkr.ecr.eu-west-1.amazonaws.com/sagestep-serve:1"), Some("serve"));
         assert_eq!(our_binary("r.example/team/sagestep-evaluate@sha256:ab"), Some("evaluate"));
+        assert_eq!(our_binary("sagestep-monitor:0.1.0"), Some("monitor"));
         assert_eq!(our_binary("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"), None);
         assert_eq!(our_binary("sagestep-trainer:1"), None);
     }
