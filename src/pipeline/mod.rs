@@ -5,6 +5,7 @@ pub use crate::clock;
 pub mod definition;
 pub mod engine;
 pub mod expr;
+pub mod html;
 pub mod jobs;
 pub mod registry;
 pub mod report;
