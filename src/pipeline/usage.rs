@@ -417,6 +417,28 @@ mod tests {
     }
 
     #[test]
+    fn a_small_child_of_a_large_parent_is_measured_small() {
+        // The parent (this test process) holds 256 MiB; Linux folds what a child held before
+        // exec into its ru_maxrss, so the child's own peak must come from elsewhere.
+        let ballast = vec![1u8; 256 << 20];
+        std::hint::black_box(&ballast);
+        let child = std::process::Command::new("sleep").arg("0.2").spawn().unwrap();
+        let mut peak = ProcessPeak::start(&child);
+        let (status, rusage) = loop {
+            peak.sample();
+            if let Some(done) = reap(&child, false).unwrap() {
+                break done;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        drop(ballast);
+        assert!(status.success());
+        let (usage, method) = peak.finish(rusage);
+        assert!(usage.peak_memory_bytes < 32 << 20, "{usage:?} {method:?} (rusage said {rusage:?})");
+        assert!(usage.peak_memory_bytes > 0);
+    }
+
+    #[test]
     fn a_peak_the_runner_could_have_passed_on_is_replaced_by_the_samples() {
         let peak = ProcessPeak { pid: "0".into(), inherited: Some(100), sampled: Some(30) };
         let rusage = Usage { wall_seconds: 1.0, cpu_seconds: 0.5, peak_memory_bytes: 80 };
