@@ -87,6 +87,7 @@ pub fn summary(record: &ExecutionRecord, store: &str) -> String {
         let _ = writeln!(out, "failure: {reason}");
     }
     let _ = writeln!(out, "record: sagestep executions describe {} --store {store}", record.execution_id);
+    let _ = writeln!(out, "report: sagestep executions report {} --store {store}", record.execution_id);
     out
 }
 

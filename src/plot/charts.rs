@@ -99,43 +99,19 @@ pub struct Bar {
 
 /// Horizontal bars, one per row, red where the value passes its mark.
 pub fn bars(title: &str, value_title: &str, rows: &[Bar]) -> String {
-    let row_height = 22.0;
-    let height = (70.0 + row_height * rows.len() as f64) as u32;
-    let width = 2 * WIDTH;
-    let hi = rows.iter().flat_map(|r| [r.value, r.mark.unwrap_or(0.0)]).filter(|v| v.is_finite()).fold(0.0, f64::max);
-    let x = Axis::new(0.0, hi, 6, 180.0, f64::from(width) - 24.0);
-    let top = 28.0;
-    let y = Axis { min: 0.0, max: 1.0, step: 1.0, from: top + row_height * rows.len() as f64, to: top };
-    let mut body = String::new();
-    grid(&mut body, &x, &y, value_title, "", false);
-    for (i, row) in rows.iter().enumerate() {
-        let y0 = top + row_height * i as f64;
-        let over = row.mark.is_some_and(|m| row.value > m);
-        let fill = if over { "#c53030" } else { BLUE };
-        let _ = write!(
-            body,
-            r#"<text x="174" y="{:.1}" text-anchor="end">{}</text><rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"><title>{}: {}</title></rect>"#,
-            y0 + 15.0,
-            escape(&row.label),
-            x.at(0.0),
-            y0 + 4.0,
-            (x.at(row.value.max(0.0)) - x.at(0.0)).max(0.0),
-            row_height - 8.0,
-            escape(&row.label),
-            short(row.value)
-        );
-        if let Some(mark) = row.mark {
-            let _ = write!(
-                body,
-                r##"<line class="mark" x1="{m:.1}" y1="{:.1}" x2="{m:.1}" y2="{:.1}" stroke="#222" stroke-width="2"><title>threshold {}</title></line>"##,
-                y0 + 1.0,
-                y0 + row_height - 1.0,
-                short(mark),
-                m = x.at(mark)
-            );
-        }
-    }
-    frame(width, height, title, &body)
+    let rows: Vec<Row<'_>> = rows
+        .iter()
+        .map(|bar| Row {
+            label: &bar.label,
+            from: 0.0,
+            to: bar.value.max(0.0),
+            fill: if bar.mark.is_some_and(|m| bar.value > m) { "#c53030" } else { BLUE },
+            class: "bar",
+            tip: short(bar.value),
+            mark: bar.mark,
+        })
+        .collect();
+    row_chart(title, value_title, 6, &rows)
 }
 
 /// One bar of a timeline: seconds from the start, and a CSS colour.
@@ -150,32 +126,68 @@ pub struct Span {
 
 /// A timeline of spans, one row each, on a shared time axis in seconds.
 pub fn timeline(title: &str, spans: &[Span]) -> String {
-    let row_height = 22.0;
-    let height = (70.0 + row_height * spans.len() as f64) as u32;
-    let width = 2 * WIDTH;
-    let hi = spans.iter().map(|s| s.end).filter(|v| v.is_finite()).fold(0.0, f64::max);
-    let x = Axis::new(0.0, hi, 8, 180.0, f64::from(width) - 24.0);
-    let top = 28.0;
-    let y = Axis { min: 0.0, max: 1.0, step: 1.0, from: top + row_height * spans.len() as f64, to: top };
+    let rows: Vec<Row<'_>> = spans
+        .iter()
+        .map(|span| Row {
+            label: &span.label,
+            from: span.start,
+            to: span.end,
+            fill: span.colour,
+            class: "span",
+            tip: format!("{} s to {} s{}", short(span.start), short(span.end), span.note),
+            mark: None,
+        })
+        .collect();
+    row_chart(title, "seconds from the start of the execution", 8, &rows)
+}
+
+/// One row of a row chart: a labelled rectangle from `from` to `to` on the value axis, and an
+/// optional mark across it.
+struct Row<'a> {
+    label: &'a str,
+    from: f64,
+    to: f64,
+    fill: &'a str,
+    class: &'a str,
+    tip: String,
+    mark: Option<f64>,
+}
+
+/// Rows down, a value axis across (from 0), labels on the left.
+fn row_chart(title: &str, x_title: &str, ticks: usize, rows: &[Row<'_>]) -> String {
+    const ROW: f64 = 22.0;
+    const TOP: f64 = 28.0;
+    let (width, height) = (2 * WIDTH, (70.0 + ROW * rows.len() as f64) as u32);
+    let hi = rows.iter().flat_map(|r| [r.to, r.mark.unwrap_or(0.0)]).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    let x = Axis::new(0.0, hi, ticks, 180.0, f64::from(width) - 24.0);
+    let y = Axis { min: 0.0, max: 1.0, step: 1.0, from: TOP + ROW * rows.len() as f64, to: TOP };
     let mut body = String::new();
-    grid(&mut body, &x, &y, "seconds from the start of the execution", "", false);
-    for (i, span) in spans.iter().enumerate() {
-        let y0 = top + row_height * i as f64;
+    grid(&mut body, &x, &y, x_title, "", false);
+    for (i, row) in rows.iter().enumerate() {
+        let y0 = TOP + ROW * i as f64;
+        let label = escape(row.label);
         let _ = write!(
             body,
-            r#"<text x="174" y="{:.1}" text-anchor="end">{}</text><rect class="span" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {} s to {} s{}</title></rect>"#,
+            r#"<text x="174" y="{:.1}" text-anchor="end">{label}</text><rect class="{}" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{label}: {}</title></rect>"#,
             y0 + 15.0,
-            escape(&span.label),
-            x.at(span.start),
+            row.class,
+            x.at(row.from),
             y0 + 4.0,
-            (x.at(span.end) - x.at(span.start)).max(1.5),
-            row_height - 8.0,
-            span.colour,
-            escape(&span.label),
-            short(span.start),
-            short(span.end),
-            escape(&span.note)
+            (x.at(row.to) - x.at(row.from)).max(1.0),
+            ROW - 8.0,
+            row.fill,
+            escape(&row.tip)
         );
+        if let Some(mark) = row.mark {
+            let _ = write!(
+                body,
+                r##"<line class="mark" x1="{m:.1}" y1="{:.1}" x2="{m:.1}" y2="{:.1}" stroke="#222" stroke-width="2"><title>threshold {}</title></line>"##,
+                y0 + 1.0,
+                y0 + ROW - 1.0,
+                short(mark),
+                m = x.at(mark)
+            );
+        }
     }
     frame(width, height, title, &body)
 }

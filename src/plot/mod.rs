@@ -39,10 +39,10 @@ pub fn short(v: f64) -> String {
         return "0".into();
     }
     let magnitude = v.abs().log10().floor() as i32;
-    if !(-3..6).contains(&magnitude) {
+    if !(-4..6).contains(&magnitude) {
         return format!("{v:.2e}");
     }
-    let decimals = (3 - magnitude).clamp(0, 6) as usize;
+    let decimals = (3 - magnitude).clamp(0, 7) as usize;
     let text = format!("{v:.decimals$}");
     if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
 }
@@ -99,6 +99,7 @@ mod tests {
         assert_eq!(short(1234.5678), "1235");
         assert_eq!(short(-2.5), "-2.5");
         assert_eq!(short(1e-7), "1.00e-7");
+        assert_eq!(short(0.00099992), "0.0009999");
         assert_eq!(short(f64::NAN), "-");
     }
 }
