@@ -331,7 +331,7 @@ fn sample(cidfile: &Path, stop: &AtomicBool) -> Option<(Reading, bool)> {
                 None => {}
             }
         }
-        if stopped_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+        if stopped_at.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
             return last.map(|r| (r, false));
         }
         std::thread::sleep(SAMPLE_EVERY);

@@ -317,7 +317,11 @@ fn two_processing_hosts_each_get_their_shard_and_their_outputs_merge() {
     let (output, record) = store.run(&with_model(vec![evaluate]), &["--keep-work"]);
     assert_success(&output);
     assert_eq!(store.files("s3://out/seen/"), ["test-a.csv", "test-b.csv"], "both hosts' files under the prefix");
-    assert_eq!(store.files("s3://out/evaluation/"), ["evaluation.json"]);
+    assert_eq!(
+        store.files("s3://out/evaluation/"),
+        ["evaluation.json", "evaluation.svg", "evaluation_predictions.csv"],
+        "one key each: the later host's file"
+    );
 
     let trees = host_trees(&store, &record, "ProcessingJobName", "Evaluate");
     assert_eq!(trees.len(), 2);
