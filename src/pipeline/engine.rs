@@ -154,7 +154,7 @@ impl Engine {
         let measured = match (sampler, &exit, &peak) {
             (Some(sampler), _, _) => sampler.finish(),
             (None, Ok((_, Some(rusage))), Some(peak)) => {
-                Some(peak.finish(Usage { wall_seconds: started.elapsed().as_secs_f64(), ..*rusage }))
+                Some(peak.finish(Usage { wall_seconds: started.elapsed().as_secs_f64(), ..*rusage }, false))
             }
             _ => None,
         };
@@ -369,14 +369,12 @@ impl Engine {
     pub fn stop_server(&self, server: &mut Server) {
         let mut measured = None;
         if let Some(mut child) = server.child.take() {
-            // Read while it is alive: a server's high-water mark is then complete.
+            // Read while it is alive, just before it is stopped: its high-water mark is whole.
             let peak = ProcessPeak::start(&child);
             let _ = child.kill();
             if let Ok(Some((_, rusage))) = usage::reap(&child, true) {
                 let wall_seconds = server.started.elapsed().as_secs_f64();
-                let (usage, method) = peak.finish(Usage { wall_seconds, ..rusage });
-                // Read before it was stopped: complete, not sampled.
-                measured = Some((usage, if method == Method::RusagePeakSampled { Method::Rusage } else { method }));
+                measured = Some(peak.finish(Usage { wall_seconds, ..rusage }, true));
             }
         }
         if let Some(name) = server.container.take() {

@@ -4,17 +4,19 @@
 //!   kernel's `rusage` of that child alone: user + system CPU, exact whatever the job's
 //!   length (threads count; children it did not wait for do not, and our steps start none).
 //!   Its `ru_maxrss` is the peak resident set, but Linux folds in the memory the child had
-//!   before `exec`: a copy of the runner's. So `ru_maxrss` is taken only when it is above the
-//!   runner's own peak at the spawn (then only the step can have reached it); otherwise the
-//!   peak is the step's `VmHWM` (`/proc/<pid>/status`, the high-water mark of its own memory
-//!   since `exec`), read right after the spawn and then every `PROCESS_SAMPLE_EVERY`: growth in
-//!   the last interval before the exit is missed, and the record says `rusage_peak_sampled`.
+//!   before `exec`: a copy of the runner's. So `ru_maxrss` is taken only when it is well above
+//!   the runner's own peak at the spawn (by a quarter and 16 MiB: the kernel updates that peak
+//!   lazily, so a spike of the runner's other threads can pass it unseen), where only the
+//!   step can have put it. Otherwise the peak is the step's `VmHWM` (`/proc/<pid>/status`, the
+//!   high-water mark of its own memory since `exec`), read right after the spawn and then
+//!   every 1 to `PROCESS_SAMPLE_EVERY` (`sample_interval`): growth in the last interval before
+//!   the exit is missed, and the record says `rusage_peak_sampled`.
 //! - A container (the Docker engine) is measured from its cgroup on the Docker host, which the
 //!   `docker run` client cannot report and which is removed when the container ends: a thread
 //!   finds it from the container id (`--cidfile`), reads the CPU counter and the memory
 //!   high-water mark every `SAMPLE_EVERY`, and keeps the last reading. A reading taken once no
-//!   process is left in the cgroup is the final one (`final_reading`); otherwise up to one
-//!   interval of CPU after the last reading is missing. The memory high-water mark is the
+//!   process is left in the cgroup is final (`cgroup`); otherwise up to one interval of CPU
+//!   after the last reading is missing (`cgroup_sampled`). The memory high-water mark is the
 //!   kernel's own, so no peak is missed between readings; it counts what the cgroup is charged
 //!   for: resident memory and the page cache of files it read and wrote. cgroup v1
 //!   (`cpuacct.usage`, `memory.max_usage_in_bytes`) and v2 (`cpu.stat`, `memory.peak`), Docker's
@@ -127,13 +129,14 @@ impl JobUsage {
             unmeasured_hosts,
         }
     }
+}
 
-    fn methods(&self, from: &[HostUsage]) -> Vec<Method> {
-        let mut methods: Vec<Method> = from.iter().filter_map(|h| h.measured_by).collect();
-        methods.sort_by_key(|m| *m as u8);
-        methods.dedup();
-        methods
-    }
+/// How the hosts' figures were measured, each way once.
+fn methods(hosts: &[HostUsage]) -> Vec<Method> {
+    let mut methods: Vec<Method> = hosts.iter().filter_map(|h| h.measured_by).collect();
+    methods.sort_by_key(|m| *m as u8);
+    methods.dedup();
+    methods
 }
 
 impl Resources {
@@ -143,7 +146,7 @@ impl Resources {
             return None;
         }
         Some(Self {
-            measured_by: job.methods(hosts),
+            measured_by: methods(hosts),
             wall_seconds: round3(job.wall_seconds),
             cpu_seconds: round3(job.cpu_seconds),
             peak_memory_bytes: job.peak_memory_bytes,
@@ -159,7 +162,7 @@ impl Resources {
         if all_hosts.iter().all(|h| h.usage.is_none()) {
             return None;
         }
-        let measured_by = jobs.first().map(|(j, _)| j.methods(&all_hosts)).unwrap_or_default();
+        let measured_by = methods(&all_hosts);
         let jobs: Vec<JobUsage> = jobs.into_iter().map(|(j, _)| j).collect();
         Some(Self {
             wall_seconds: round3(jobs.iter().map(|j| j.wall_seconds).sum()),
@@ -228,7 +231,8 @@ pub fn peak_rss(pid: &str) -> Option<u64> {
 /// A local process's peak memory while it runs: see the module's notes.
 pub struct ProcessPeak {
     pid: String,
-    /// The runner's own peak just after the spawn: what the child's `ru_maxrss` may include.
+    /// The runner's own peak just after the spawn: about what the child's `ru_maxrss` may
+    /// include.
     inherited: Option<u64>,
     sampled: Option<u64>,
 }
@@ -247,11 +251,13 @@ impl ProcessPeak {
         }
     }
 
-    /// The process's figures from its rusage and the samples.
-    pub fn finish(&self, rusage: Usage) -> (Usage, Method) {
+    /// The process's figures from its rusage and the samples; `to_the_end` when the last
+    /// sample was taken after the process's last allocation (a server stopped by us).
+    pub fn finish(&self, rusage: Usage, to_the_end: bool) -> (Usage, Method) {
         match (self.inherited, self.sampled) {
-            (Some(inherited), Some(sampled)) if rusage.peak_memory_bytes <= inherited => {
-                (Usage { peak_memory_bytes: sampled, ..rusage }, Method::RusagePeakSampled)
+            (Some(inherited), Some(sampled)) if rusage.peak_memory_bytes <= inherited + inherited / 4 + (16 << 20) => {
+                let method = if to_the_end { Method::Rusage } else { Method::RusagePeakSampled };
+                (Usage { peak_memory_bytes: sampled, ..rusage }, method)
             }
             _ => (rusage, Method::Rusage),
         }
@@ -433,19 +439,20 @@ mod tests {
         };
         drop(ballast);
         assert!(status.success());
-        let (usage, method) = peak.finish(rusage);
+        let (usage, method) = peak.finish(rusage, false);
         assert!(usage.peak_memory_bytes < 32 << 20, "{usage:?} {method:?} (rusage said {rusage:?})");
         assert!(usage.peak_memory_bytes > 0);
     }
 
     #[test]
     fn a_peak_the_runner_could_have_passed_on_is_replaced_by_the_samples() {
-        let peak = ProcessPeak { pid: "0".into(), inherited: Some(100), sampled: Some(30) };
-        let rusage = Usage { wall_seconds: 1.0, cpu_seconds: 0.5, peak_memory_bytes: 80 };
-        assert_eq!(peak.finish(rusage).0.peak_memory_bytes, 30);
-        assert_eq!(peak.finish(rusage).1, Method::RusagePeakSampled);
-        let above = Usage { peak_memory_bytes: 150, ..rusage };
-        assert_eq!(peak.finish(above), (above, Method::Rusage));
+        let peak = ProcessPeak { pid: "0".into(), inherited: Some(100 << 20), sampled: Some(30) };
+        let rusage = Usage { wall_seconds: 1.0, cpu_seconds: 0.5, peak_memory_bytes: 80 << 20 };
+        assert_eq!(peak.finish(rusage, false).0.peak_memory_bytes, 30);
+        assert_eq!(peak.finish(rusage, false).1, Method::RusagePeakSampled);
+        assert_eq!(peak.finish(rusage, true).1, Method::Rusage);
+        let above = Usage { peak_memory_bytes: 150 << 20, ..rusage };
+        assert_eq!(peak.finish(above, false), (above, Method::Rusage));
         assert_eq!(sample_interval(Duration::from_millis(3)), Duration::from_millis(1));
         assert_eq!(sample_interval(Duration::from_secs(3)), PROCESS_SAMPLE_EVERY);
     }
