@@ -187,7 +187,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// One prediction per row: the model's output, or for `multi:softprob` the most probable
 /// class (its outputs are one probability per class).
 fn per_row_predictions(outputs: &[f64], rows: usize, objective: &Objective) -> Vec<f64> {
-    let width = if rows == 0 { 1 } else { (outputs.len() / rows).max(1) };
+    let width = outputs.len().checked_div(rows).unwrap_or(1).max(1);
     if width == 1 || !matches!(objective, Objective::SoftProb) {
         return outputs.iter().step_by(width).copied().collect();
     }

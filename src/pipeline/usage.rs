@@ -398,6 +398,8 @@ impl CgroupDirs {
 }
 
 #[cfg(test)]
+// The children are reaped by `reap` (wait4), which clippy does not see.
+#[allow(clippy::zombie_processes)]
 mod tests {
     use super::*;
 
