@@ -13,6 +13,12 @@ use crate::metrics::{self, BinaryMetrics, Bootstrap, MulticlassMetrics, Regressi
 use crate::model::{Ensemble, Matrix, ModelError, Objective, TreeLimit};
 
 pub const EVALUATION_FILE: &str = "evaluation.json";
+/// Beside `evaluation.json`: each test row's label and prediction, `label,prediction` with a
+/// header, in test-set order (a classifier's prediction is its probability of class 1, or
+/// its most probable class).
+pub const PREDICTIONS_FILE: &str = "evaluation_predictions.csv";
+/// Beside `evaluation.json`: predicted against actual, and the residuals' distribution.
+pub const PLOT_FILE: &str = "evaluation.svg";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -113,6 +119,7 @@ pub fn run(config: &Config) -> Result<Evaluation, Error> {
 
     let labels: Vec<f64> = data.labels.iter().map(|&l| f64::from(l)).collect();
     let outputs: Vec<f64> = predictions.iter().map(|&p| f64::from(p)).collect();
+    let per_row = per_row_predictions(&outputs, labels.len(), &forest.objective);
     let mut evaluation = Evaluation {
         regression_metrics: None,
         binary_classification_metrics: None,
@@ -147,6 +154,9 @@ pub fn run(config: &Config) -> Result<Evaluation, Error> {
         }
         _ => evaluation.regression_metrics = Some(metrics::regression(&labels, &outputs, config.bootstrap)),
     }
+    // The report last: once it is there, its companions are too.
+    write_file(&config.output_dir.join(PREDICTIONS_FILE), predictions_csv(&labels, &per_row).as_bytes())?;
+    write_file(&config.output_dir.join(PLOT_FILE), plot(&labels, &per_row, &forest.objective).as_bytes())?;
     write_report(&config.output_dir.join(EVALUATION_FILE), &evaluation)?;
     crate::emf::emit("evaluate", &evaluation.figures());
     Ok(evaluation)
@@ -167,8 +177,51 @@ fn check_labels(labels: &[f32], classes: usize, objective: &str) -> Result<(), E
 fn write_report(path: &Path, evaluation: &Evaluation) -> Result<(), Error> {
     let mut text = serde_json::to_string_pretty(evaluation).expect("the report serializes");
     text.push('\n');
-    crate::storage::write_atomic(path, text.as_bytes())
-        .map_err(|source| Error::Write { path: path.to_path_buf(), source })
+    write_file(path, text.as_bytes())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    crate::storage::write_atomic(path, bytes).map_err(|source| Error::Write { path: path.to_path_buf(), source })
+}
+
+/// One prediction per row: the model's output, or for `multi:softprob` the most probable
+/// class (its outputs are one probability per class).
+fn per_row_predictions(outputs: &[f64], rows: usize, objective: &Objective) -> Vec<f64> {
+    let width = outputs.len().checked_div(rows).unwrap_or(1).max(1);
+    if width == 1 || !matches!(objective, Objective::SoftProb) {
+        return outputs.iter().step_by(width).copied().collect();
+    }
+    outputs
+        .chunks(width)
+        .map(|row| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0.0, |(class, _)| class as f64))
+        .collect()
+}
+
+/// `evaluation_predictions.csv`.
+pub fn predictions_csv(labels: &[f64], predictions: &[f64]) -> String {
+    let mut out = String::from("label,prediction\n");
+    for (label, prediction) in labels.iter().zip(predictions) {
+        out.push_str(&format!("{label},{prediction}\n"));
+    }
+    out
+}
+
+/// `evaluation.svg`: predicted against actual with the line y = x, and the distribution of
+/// the residuals (actual - predicted).
+pub fn plot(labels: &[f64], predictions: &[f64], objective: &Objective) -> String {
+    let (left, right) = charts(labels, predictions, objective.is_classification());
+    crate::plot::side_by_side(&left, crate::plot::WIDTH, &right, crate::plot::HEIGHT)
+}
+
+/// The two charts of an evaluation, as `<svg>` elements (also inlined by the run report).
+pub fn charts(labels: &[f64], predictions: &[f64], classification: bool) -> (String, String) {
+    let points: Vec<(f64, f64)> = labels.iter().copied().zip(predictions.iter().copied()).collect();
+    let residuals: Vec<f64> = points.iter().map(|(actual, predicted)| actual - predicted).collect();
+    let what = if classification { "predicted (probability or class)" } else { "predicted" };
+    let scatter =
+        crate::plot::scatter(&format!("{what} against actual, {} rows", labels.len()), "actual", what, &points, true);
+    let histogram = crate::plot::histogram("residuals (actual - predicted)", "residual", &residuals, 20);
+    (scatter, histogram)
 }
 
 impl Evaluation {

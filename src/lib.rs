@@ -16,6 +16,7 @@ pub mod model;
 pub mod monitor;
 pub mod parallel;
 pub mod pipeline;
+pub mod plot;
 pub mod preprocess;
 pub mod serving;
 pub mod storage;

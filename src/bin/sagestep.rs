@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use clap::{Parser, Subcommand, ValueEnum};
 use sagestep::pipeline::definition::Definition;
 use sagestep::pipeline::engine::{self, Engine, EngineKind};
+use sagestep::pipeline::html;
 use sagestep::pipeline::registry::Registry;
 use sagestep::pipeline::report;
 use sagestep::pipeline::runner::{self, RunConfig};
@@ -104,7 +105,18 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ExecutionsCommand {
     List,
-    Describe { execution_id: String },
+    /// The execution record as JSON: steps, properties, errors, resources
+    Describe {
+        execution_id: String,
+    },
+    /// One self-contained HTML page of the execution: timeline, resources, tuning jobs,
+    /// evaluation charts, drift per feature
+    Report {
+        execution_id: String,
+        /// Where the page goes [default: report-<execution id>.html]
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,15 +216,21 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         }
         Command::Executions { command, store } => {
             let storage = store.open().map_err(|e| e.to_string())?;
-            let records = runner::list_executions(&storage).map_err(|e| e.to_string())?;
+            let records = || runner::list_executions(&storage).map_err(|e| e.to_string());
             match command {
-                ExecutionsCommand::List => print!("{}", report::executions_table(&records)),
+                ExecutionsCommand::List => print!("{}", report::executions_table(&records()?)),
                 ExecutionsCommand::Describe { execution_id } => {
+                    let records = records()?;
                     let record = records
                         .iter()
                         .find(|r| r["execution_id"].as_str() == Some(execution_id.as_str()))
                         .ok_or_else(|| format!("no execution `{execution_id}` in {}", storage.describe()))?;
                     print_json(record);
+                }
+                ExecutionsCommand::Report { execution_id, output } => {
+                    let path = output.unwrap_or_else(|| PathBuf::from(format!("report-{execution_id}.html")));
+                    let bytes = html::write(&storage, &execution_id, &path).map_err(|e| e.to_string())?;
+                    println!("wrote {} ({bytes} bytes)", path.display());
                 }
             }
             Ok(ExitCode::SUCCESS)

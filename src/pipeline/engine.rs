@@ -2,7 +2,7 @@
 //! engine), or as the real image under Docker (`docker`), with the same `/opt/ml` tree,
 //! environment and arguments either way. Images that are not ours always run under Docker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -10,9 +10,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Our four step images, by binary name; an image URI whose repository is `sagestep-<name>`
+use super::usage::{self, CgroupSampler, HostUsage, Method, ProcessPeak, Usage};
+
+/// Our five step images, by binary name; an image URI whose repository is `sagestep-<name>`
 /// (any registry, tag or digest) is ours.
-pub const OUR_STEPS: [&str; 4] = ["preprocess", "train", "evaluate", "serve"];
+pub const OUR_STEPS: [&str; 5] = ["preprocess", "train", "evaluate", "serve", "monitor"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
@@ -85,6 +87,8 @@ pub struct Engine {
     interrupted: Arc<AtomicBool>,
     /// Docker containers alive now, to stop on interrupt.
     containers: Mutex<Vec<String>>,
+    /// What each container that ended cost, by container name (the last run of that name).
+    usage: Mutex<HashMap<String, (Usage, Method)>>,
 }
 
 /// Where the process engine finds our binaries: `SAGESTEP_BIN_DIR`, else beside the running
@@ -105,7 +109,7 @@ pub fn our_binary(image: &str) -> Option<&'static str> {
 
 impl Engine {
     pub fn new(kind: EngineKind, bin_dir: PathBuf, interrupted: Arc<AtomicBool>) -> Self {
-        Self { kind, bin_dir, interrupted, containers: Mutex::new(Vec::new()) }
+        Self { kind, bin_dir, interrupted, containers: Mutex::new(Vec::new()), usage: Mutex::new(HashMap::new()) }
     }
 
     pub fn interrupted(&self) -> bool {
@@ -134,54 +138,101 @@ impl Engine {
         deadline: Option<Duration>,
         cancel: &AtomicBool,
     ) -> Result<Exit, EngineError> {
-        let mut child = spawn_logged(self.command(container, None)?, log)?;
         let docker_name = self.as_process(&container.image).is_none().then(|| container.name.clone());
+        let cidfile = docker_name.as_ref().map(|_| cidfile(log)).transpose()?;
+        let started = Instant::now();
+        let mut child = spawn_logged(self.command(container, None, cidfile.as_deref())?, log)?;
+        let sampler = cidfile.map(CgroupSampler::start);
         if let Some(name) = &docker_name {
             self.containers.lock().expect("lock").push(name.clone());
         }
-        let exit = self.wait(&mut child, docker_name.as_deref(), deadline, cancel);
+        let mut peak = docker_name.is_none().then(|| ProcessPeak::start(&child));
+        let exit = self.wait(&mut child, docker_name.as_deref(), deadline, cancel, peak.as_mut());
         if let Some(name) = &docker_name {
             self.containers.lock().expect("lock").retain(|n| n != name);
         }
-        exit
+        let measured = match (sampler, &exit, &peak) {
+            (Some(sampler), _, _) => sampler.finish(),
+            (None, Ok((_, Some(rusage))), Some(peak)) => {
+                Some(peak.finish(Usage { wall_seconds: started.elapsed().as_secs_f64(), ..*rusage }, false))
+            }
+            _ => None,
+        };
+        self.keep_usage(&container.name, measured);
+        exit.map(|(exit, _)| exit)
+    }
+
+    fn keep_usage(&self, name: &str, measured: Option<(Usage, Method)>) {
+        let mut usage = self.usage.lock().expect("lock");
+        match measured {
+            Some((figures, method)) => usage.insert(name.to_string(), (figures.rounded(), method)),
+            None => usage.remove(name),
+        };
+    }
+
+    /// What the container of this name cost when it last ran, if it could be measured.
+    pub fn usage(&self, container: &str, host: &str) -> HostUsage {
+        let found = self.usage.lock().expect("lock").get(container).copied();
+        HostUsage { host: host.to_string(), usage: found.map(|(u, _)| u), measured_by: found.map(|(_, m)| m) }
     }
 
     /// Wait for a child, stopping it (and its container) on interrupt, on `cancel` or past the
-    /// deadline.
+    /// deadline. A local process's own rusage comes with its exit.
     fn wait(
         &self,
         child: &mut Child,
         docker_name: Option<&str>,
         deadline: Option<Duration>,
         cancel: &AtomicBool,
-    ) -> Result<Exit, EngineError> {
+        mut peak: Option<&mut ProcessPeak>,
+    ) -> Result<(Exit, Option<Usage>), EngineError> {
         let started = Instant::now();
+        let failed = |source| EngineError::Io { what: "waiting for a job".into(), source };
         loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return Ok(Exit { code: status.code(), timed_out: false, cancelled: false }),
+            if let Some(peak) = peak.as_deref_mut() {
+                peak.sample();
+            }
+            match usage::reap(child, false) {
+                Ok(Some((status, rusage))) => {
+                    let exit = Exit { code: status.code(), timed_out: false, cancelled: false };
+                    return Ok((exit, docker_name.is_none().then_some(rusage)));
+                }
                 Ok(None) => {}
-                Err(source) => return Err(EngineError::Io { what: "waiting for a job".into(), source }),
+                Err(source) => return Err(failed(source)),
             }
             let timed_out = deadline.is_some_and(|d| started.elapsed() > d);
             let cancelled = cancel.load(Ordering::SeqCst);
             if self.interrupted() || timed_out || cancelled {
-                if let Some(name) = docker_name {
-                    remove_container(name, child);
-                }
-                let _ = child.kill();
-                let status = child.wait().ok();
+                let (code, rusage) = match docker_name {
+                    Some(name) => {
+                        remove_container(name, child);
+                        let _ = child.kill();
+                        (child.wait().ok().and_then(|s| s.code()), None)
+                    }
+                    None => {
+                        let _ = child.kill();
+                        let reaped = usage::reap(child, true).map_err(failed)?;
+                        (reaped.and_then(|(s, _)| s.code()), reaped.map(|(_, u)| u))
+                    }
+                };
                 if self.interrupted() {
                     return Err(EngineError::Interrupted);
                 }
-                return Ok(Exit { code: status.and_then(|s| s.code()), timed_out, cancelled: !timed_out });
+                return Ok((Exit { code, timed_out, cancelled: !timed_out }, rusage));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(usage::sample_interval(started.elapsed()));
         }
     }
 
     /// The command that runs `container`: a job, or with `serve_on` a model server listening
     /// on that loopback port.
-    fn command(&self, container: &Container, serve_on: Option<u16>) -> Result<Command, EngineError> {
+    /// Under Docker, `cidfile` receives the container's id (its resources are read from it).
+    fn command(
+        &self,
+        container: &Container,
+        serve_on: Option<u16>,
+        cidfile: Option<&Path>,
+    ) -> Result<Command, EngineError> {
         if let Some(binary) = self.as_process(&container.image) {
             let mut command = self.process_command(container, binary)?;
             if let Some(port) = serve_on {
@@ -191,6 +242,9 @@ impl Engine {
         }
         let mut command = Command::new("docker");
         command.arg("run").arg("--rm").arg("--name").arg(&container.name);
+        if let Some(path) = cidfile {
+            command.arg("--cidfile").arg(path);
+        }
         if let Some(port) = serve_on {
             // Published on loopback only; the image serves on 8080.
             command.arg("--detach").arg("--publish").arg(format!("127.0.0.1:{port}:8080"));
@@ -255,8 +309,17 @@ impl Engine {
     pub fn start_server(&self, container: &Container, log: &Path, timeout: Duration) -> Result<Server, EngineError> {
         let port = free_port().map_err(|source| EngineError::Io { what: "finding a free port".into(), source })?;
         let process = self.as_process(&container.image).is_some();
-        let child = spawn_logged(self.command(container, Some(port))?, log)?;
-        let mut server = Server { port, child: Some(child), container: (!process).then(|| container.name.clone()) };
+        let cidfile = (!process).then(|| cidfile(log)).transpose()?;
+        let started = Instant::now();
+        let child = spawn_logged(self.command(container, Some(port), cidfile.as_deref())?, log)?;
+        let mut server = Server {
+            port,
+            child: Some(child),
+            container: (!process).then(|| container.name.clone()),
+            name: container.name.clone(),
+            started,
+            sampler: cidfile.map(CgroupSampler::start),
+        };
         if let Some(name) = &server.container {
             // `docker run --detach` returns once the container exists.
             let status = server.child.take().map(|mut c| c.wait());
@@ -302,15 +365,26 @@ impl Engine {
         }
     }
 
+    /// Stop a model server; what it cost is kept under its container's name.
     pub fn stop_server(&self, server: &mut Server) {
+        let mut measured = None;
         if let Some(mut child) = server.child.take() {
+            // Read while it is alive, just before it is stopped: its high-water mark is whole.
+            let peak = ProcessPeak::start(&child);
             let _ = child.kill();
-            let _ = child.wait();
+            if let Ok(Some((_, rusage))) = usage::reap(&child, true) {
+                let wall_seconds = server.started.elapsed().as_secs_f64();
+                measured = Some(peak.finish(Usage { wall_seconds, ..rusage }, true));
+            }
         }
         if let Some(name) = server.container.take() {
             docker_rm(&name);
             self.containers.lock().expect("lock").retain(|n| n != &name);
         }
+        if let Some(sampler) = server.sampler.take() {
+            measured = sampler.finish();
+        }
+        self.keep_usage(&server.name, measured);
     }
 
     /// Stop every container still running (after an interrupt).
@@ -386,6 +460,10 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     container: Option<String>,
+    /// Its container's name (also as a process: what its figures are kept under).
+    name: String,
+    started: Instant,
+    sampler: Option<CgroupSampler>,
 }
 
 fn network_exists(name: &str) -> bool {
@@ -400,6 +478,18 @@ fn network_exists(name: &str) -> bool {
 /// Kill and remove a container, if it exists.
 fn docker_rm(name: &str) {
     let _ = Command::new("docker").args(["rm", "--force", name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+/// Where `docker run --cidfile` writes a container's id: beside its log, fresh (Docker refuses
+/// an existing file).
+fn cidfile(log: &Path) -> Result<PathBuf, EngineError> {
+    let path = log.with_extension("cid");
+    match std::fs::remove_file(&path) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+            Err(EngineError::Io { what: format!("removing {}", path.display()), source })
+        }
+        _ => Ok(path),
+    }
 }
 
 /// Start a command with stdout and stderr going to one log file.
@@ -472,6 +562,7 @@ mod tests {
         assert_eq!(our_binary("sagestep-train:0.1.0"), Some("train"));
         assert_eq!(our_binary("123.dkr.ecr.eu-west-1.amazonaws.com/sagestep-serve:1"), Some("serve"));
         assert_eq!(our_binary("r.example/team/sagestep-evaluate@sha256:ab"), Some("evaluate"));
+        assert_eq!(our_binary("sagestep-monitor:0.1.0"), Some("monitor"));
         assert_eq!(our_binary("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"), None);
         assert_eq!(our_binary("sagestep-trainer:1"), None);
     }

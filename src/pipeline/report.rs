@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::definition::Definition;
 use super::registry::{Registry, RegistryError};
-use super::runner::ExecutionRecord;
+use super::runner::{ExecutionRecord, StepRecord};
 
 /// Text for stdout and stderr, and whether all was well.
 #[derive(Debug, Default)]
@@ -49,20 +49,27 @@ pub fn validation(files: &[PathBuf]) -> Report {
 /// The table printed at the end of `sagestep run`.
 pub fn summary(record: &ExecutionRecord, store: &str) -> String {
     let mut out = String::from("\n");
-    let _ = writeln!(out, "{:<24} {:<14} {:<12} {:>8}  DETAIL", "STEP", "TYPE", "STATUS", "SECONDS");
+    let _ = writeln!(
+        out,
+        "{:<24} {:<14} {:<12} {:>8} {:>8} {:>9}  DETAIL",
+        "STEP", "TYPE", "STATUS", "SECONDS", "CPU-S", "PEAK-MIB"
+    );
     for step in &record.steps {
         let detail = match (&step.cache_hit_from, &step.error) {
             (Some(from), _) => format!("cache hit (execution {from})"),
             (_, Some(error)) => error.lines().next().unwrap_or_default().chars().take(100).collect(),
             _ => step_detail(&step.properties),
         };
+        let (cpu, peak) = resource_cells(step);
         let _ = writeln!(
             out,
-            "{:<24} {:<14} {:<12} {:>8}  {}",
+            "{:<24} {:<14} {:<12} {:>8} {:>8} {:>9}  {}",
             step.name,
             step.kind,
             format!("{:?}", step.status),
             step.duration_seconds.map_or("-".into(), |d| format!("{d:.2}")),
+            cpu,
+            peak,
             detail
         );
     }
@@ -80,7 +87,22 @@ pub fn summary(record: &ExecutionRecord, store: &str) -> String {
         let _ = writeln!(out, "failure: {reason}");
     }
     let _ = writeln!(out, "record: sagestep executions describe {} --store {store}", record.execution_id);
+    let _ = writeln!(out, "report: sagestep executions report {} --store {store}", record.execution_id);
     out
+}
+
+/// A step's CPU seconds and peak memory in MiB: `cached` for a cache hit (nothing ran), `-`
+/// for a step that ran no container or could not be measured.
+fn resource_cells(step: &StepRecord) -> (String, String) {
+    match (&step.resources, &step.cache_hit_from) {
+        (_, Some(_)) => ("cached".into(), "cached".into()),
+        (Some(r), None) => (format!("{:.3}", r.cpu_seconds), format!("{:.1}", mib(r.peak_memory_bytes))),
+        (None, None) => ("-".into(), "-".into()),
+    }
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
 }
 
 /// One line of what a step produced.

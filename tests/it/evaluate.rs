@@ -77,6 +77,19 @@ fn regression_metrics_from_a_model_tar_gz() {
         assert_eq!(e["model"]["trees"], 20);
         assert_eq!(e["model"]["num_feature"], 6);
         assert!(e["model"]["xgboost_version"].as_str().unwrap().starts_with(&version[..3]), "{}", e["model"]);
+        // Beside it: each row's label and XGBoost's prediction, and the plot of them.
+        let rows = ml.read("processing/evaluation/evaluation_predictions.csv");
+        let pred = read_csv(&case.join("pred.csv")).concat();
+        assert_eq!(rows.lines().next(), Some("label,prediction"));
+        assert_eq!(rows.lines().count(), 401);
+        for (line, expected) in rows.lines().skip(1).zip(&pred) {
+            let predicted: f64 = line.split_once(',').unwrap().1.parse().unwrap();
+            assert!(close(predicted, f64::from(*expected)), "{version}: {line} vs {expected}");
+        }
+        let svg = ml.read("processing/evaluation/evaluation.svg");
+        assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches(r#"class="point""#).count(), 400, "a point per row");
+        assert_eq!(svg.matches(r#"class="bin""#).count(), 20, "the residuals' histogram");
     }
 }
 

@@ -14,6 +14,7 @@ mod multi_instance;
 mod pipeline;
 mod preprocess;
 mod python_interop;
+mod report;
 mod s3;
 mod serve;
 mod train;

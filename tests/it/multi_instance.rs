@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::distributed::{HYPERPARAMETERS, host_tree, parts};
-use crate::util::{assert_success, auto_mpg, files_below, repo, require_image, stderr};
+use crate::util::{assert_measured, assert_success, auto_mpg, files_below, repo, require_image, stderr};
 
 const SAGESTEP: &str = env!("CARGO_BIN_EXE_sagestep");
 const TRAIN: &str = env!("CARGO_BIN_EXE_train");
@@ -214,6 +214,17 @@ fn three_hosts_train_the_reference_model(engine: &str) -> (Store, Value) {
         assert_eq!(names(&tree.join("input/data/validation")), ["validation.csv"]);
     }
     assert_eq!(dealt.len(), 6);
+    // Each host measured; the job's CPU is theirs summed, its peak the largest.
+    let resources = &step(&record, "Train")["resources"];
+    let hosts = resources["hosts"].as_array().unwrap_or_else(|| panic!("{resources:#}"));
+    assert_eq!(hosts.iter().map(|h| h["host"].as_str().unwrap()).collect::<Vec<_>>(), ["algo-1", "algo-2", "algo-3"]);
+    for host in hosts {
+        assert_measured(host, engine, host["host"].as_str().unwrap());
+    }
+    let cpu: f64 = hosts.iter().map(|h| h["cpu_seconds"].as_f64().unwrap()).sum();
+    assert!((cpu - resources["cpu_seconds"].as_f64().unwrap()).abs() < 0.002, "{resources:#}");
+    let peak = hosts.iter().map(|h| h["peak_memory_bytes"].as_u64().unwrap()).max();
+    assert_eq!(resources["peak_memory_bytes"].as_u64(), peak);
     (store, record)
 }
 
@@ -306,7 +317,11 @@ fn two_processing_hosts_each_get_their_shard_and_their_outputs_merge() {
     let (output, record) = store.run(&with_model(vec![evaluate]), &["--keep-work"]);
     assert_success(&output);
     assert_eq!(store.files("s3://out/seen/"), ["test-a.csv", "test-b.csv"], "both hosts' files under the prefix");
-    assert_eq!(store.files("s3://out/evaluation/"), ["evaluation.json"]);
+    assert_eq!(
+        store.files("s3://out/evaluation/"),
+        ["evaluation.json", "evaluation.svg", "evaluation_predictions.csv"],
+        "one key each: the later host's file"
+    );
 
     let trees = host_trees(&store, &record, "ProcessingJobName", "Evaluate");
     assert_eq!(trees.len(), 2);
@@ -353,6 +368,11 @@ fn two_transform_instances_write_one_out_per_object() {
     let logs = store.dir.path().join(format!(".sagestep/executions/{}/logs", record["execution_id"].as_str().unwrap()));
     for host in ["algo-1", "algo-2"] {
         assert!(logs.join(format!("{job}-{host}.log")).is_file(), "instance {host} served: {:?}", names(&logs));
+    }
+    // Each instance's server measured.
+    let resources = &step(&record, "Batch")["resources"];
+    for host in resources["hosts"].as_array().unwrap_or_else(|| panic!("{resources:#}")) {
+        assert_measured(host, "process", host["host"].as_str().unwrap());
     }
 }
 

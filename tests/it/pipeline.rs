@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{assert_success, auto_mpg, repo, require_image, stderr};
+use crate::util::{assert_measured, assert_success, auto_mpg, repo, require_image, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sagestep");
 
@@ -120,6 +120,35 @@ fn check_complete_run(store: &Path, record: &Value, version: u64) {
     }
 }
 
+/// `executions describe` shows what each job step's containers cost, measured as `engine`
+/// measures; the run's summary shows it too.
+fn check_resources(store: &Path, record: &Value, summary: &str, engine: &str) {
+    let id = record["execution_id"].as_str().unwrap();
+    let described: Value =
+        serde_json::from_str(&stdout(&sagestep(store, &["executions", "describe", id]))).expect("describe prints JSON");
+    for name in [
+        "PreprocessAutoMpgData",
+        "HPTuning",
+        "EvaluateTopModel",
+        "MonitorBaseline",
+        "DataQualityCheckTestSet2",
+        "TransformTestSet2",
+    ] {
+        assert_measured(&step(&described, name)["resources"], engine, name);
+        let line = summary.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{summary}"));
+        assert!(!line.contains(" - "), "{name} has figures in the summary: {line}");
+    }
+    let tuning = &step(&described, "HPTuning")["resources"];
+    let jobs = tuning["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3, "{tuning:#}");
+    let cpu: f64 = jobs.iter().map(|j| j["cpu_seconds"].as_f64().unwrap()).sum();
+    assert!((cpu - tuning["cpu_seconds"].as_f64().unwrap()).abs() < 0.002, "{tuning:#}");
+    for name in ["RegisterAutoMpgModel", "AutoMPGMSECond"] {
+        assert!(step(&described, name)["resources"].is_null(), "{name} runs no container");
+    }
+    assert!(summary.contains("CPU-S") && summary.contains("PEAK-MIB"), "{summary}");
+}
+
 #[test]
 fn the_whole_pipeline_runs_with_processes_then_reuses_its_cache() {
     let store = tempfile::tempdir().unwrap();
@@ -127,6 +156,7 @@ fn the_whole_pipeline_runs_with_processes_then_reuses_its_cache() {
     assert_success(&first);
     let record = last_record(store.path());
     check_complete_run(store.path(), &record, 1);
+    check_resources(store.path(), &record, &stdout(&first), "process");
     assert!(stdout(&first).contains("AutoMpgPackageGroupName"), "{}", stdout(&first));
     // Nothing of the run is left in the work directory.
     assert_eq!(std::fs::read_dir(store.path().join("work")).unwrap().count(), 0);
@@ -137,6 +167,11 @@ fn the_whole_pipeline_runs_with_processes_then_reuses_its_cache() {
     assert_ne!(again["execution_id"], record["execution_id"]);
     for name in ["PreprocessAutoMpgData", "HPTuning", "EvaluateTopModel"] {
         assert_eq!(step(&again, name)["cache_hit_from"], record["execution_id"], "{name} was not reused");
+        // Nothing ran: no figures, and the summary says why.
+        assert!(step(&again, name)["resources"].is_null(), "{name}");
+        let summary = stdout(&second);
+        let line = summary.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap();
+        assert!(line.contains("cached"), "{line}");
     }
     check_complete_run(store.path(), &again, 2);
 
@@ -173,7 +208,7 @@ fn the_whole_pipeline_runs_with_processes_then_reuses_its_cache() {
 
 #[test]
 fn the_whole_pipeline_runs_with_the_docker_images() {
-    for step in ["preprocess", "train", "evaluate", "serve"] {
+    for step in ["preprocess", "train", "evaluate", "serve", "monitor"] {
         require_image(&format!("sagestep-{step}:0.1.0"));
     }
     let store = tempfile::tempdir().unwrap();
@@ -182,6 +217,7 @@ fn the_whole_pipeline_runs_with_the_docker_images() {
     let record = last_record(store.path());
     assert_eq!(record["engine"], "docker");
     check_complete_run(store.path(), &record, 1);
+    check_resources(store.path(), &record, &stdout(&output), "docker");
     let digest =
         step(&record, "RegisterAutoMpgModel")["properties"]["InferenceSpecification"]["Containers"][0]["ImageDigest"]
             .as_str()

@@ -111,3 +111,24 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A step's (or host's) `resources` in an execution record: figures there, measured the way
+/// `engine` measures (`rusage` for processes, the cgroup for containers).
+pub fn assert_measured(resources: &serde_json::Value, engine: &str, what: &str) {
+    let allowed: &[&str] =
+        if engine == "docker" { &["cgroup", "cgroup_sampled"] } else { &["rusage", "rusage_peak_sampled"] };
+    let methods: Vec<&str> = match &resources["measured_by"] {
+        serde_json::Value::Array(list) => list.iter().filter_map(serde_json::Value::as_str).collect(),
+        other => other.as_str().into_iter().collect(),
+    };
+    assert!(
+        !methods.is_empty() && methods.iter().all(|m| allowed.contains(m)),
+        "{what}: measured by {methods:?}: {resources:#}"
+    );
+    assert!(resources["wall_seconds"].as_f64().is_some_and(|s| s > 0.0), "{what}: {resources:#}");
+    assert!(resources["cpu_seconds"].as_f64().is_some_and(|s| s >= 0.0), "{what}: {resources:#}");
+    // Every step binary maps more than a MiB; the runner's own memory must not show up
+    // (tens of MiB), hence the upper bound for these small jobs.
+    let peak = resources["peak_memory_bytes"].as_u64().unwrap_or(0);
+    assert!((1 << 20..200 << 20).contains(&peak), "{what}: peak {peak}: {resources:#}");
+}

@@ -121,7 +121,9 @@ impl Jobs<'_> {
                 let container = if count == 1 { job.to_string() } else { format!("{job}-{name}") };
                 Ok(Host { name, root, container })
             })
-            .collect::<Result<_, JobFailure>>()?;
+            .collect::<Result<Vec<Host>, JobFailure>>()?;
+        let named = hosts.iter().map(|h| (h.name.clone(), h.container.clone())).collect();
+        self.hosts.lock().expect("lock").insert(job.to_string(), named);
         Ok(Cluster { job: job.to_string(), hosts })
     }
 

@@ -13,13 +13,15 @@ mod processing;
 mod training;
 mod transform;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::engine::{Engine, EngineError, Exit};
+use super::usage::{JobUsage, Resources};
 use crate::storage::{Storage, StoreError};
 
 pub use hosts::{Distribution, MAX_INSTANCES, distribute};
@@ -95,6 +97,8 @@ pub struct Jobs<'a> {
     pub work: PathBuf,
     /// Where job logs are kept (in the store's record area), by job name.
     pub log_prefix: String,
+    /// Each job's hosts, `(host, container)` in order, for its resource figures.
+    hosts: Mutex<HashMap<String, Vec<(String, String)>>>,
 }
 
 pub fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
@@ -151,6 +155,26 @@ fn max_runtime(args: &Value) -> Option<Duration> {
 fn prefix(what: String, mut failure: JobFailure) -> JobFailure {
     failure.message = format!("{what}: {}", failure.message);
     failure
+}
+
+impl<'a> Jobs<'a> {
+    pub fn new(storage: &'a Storage, engine: &'a Engine, work: PathBuf, log_prefix: String) -> Self {
+        Self { storage, engine, work, log_prefix, hosts: Mutex::new(HashMap::new()) }
+    }
+
+    /// What a job's containers (its hosts, or a transform's servers) cost when it last ran:
+    /// `None` for a job that ran none, or where the engine could measure nothing.
+    pub fn resources(&self, job: &str) -> Option<Resources> {
+        let (usage, hosts) = self.job_usage(job)?;
+        Resources::of_job(usage, &hosts)
+    }
+
+    /// A job's figures, and each host's.
+    pub fn job_usage(&self, job: &str) -> Option<(JobUsage, Vec<crate::pipeline::usage::HostUsage>)> {
+        let names = self.hosts.lock().expect("lock").get(job).cloned()?;
+        let hosts: Vec<_> = names.iter().map(|(host, container)| self.engine.usage(container, host)).collect();
+        Some((JobUsage::of_hosts(job, hosts.clone()), hosts))
+    }
 }
 
 impl Jobs<'_> {

@@ -188,12 +188,7 @@ pub fn run(definition: Definition, storage: Storage, engine: Engine, config: Run
         config.pipeline_name,
         shared.storage.describe()
     ));
-    let jobs = Jobs {
-        storage: &shared.storage,
-        engine: &engine,
-        work: work.clone(),
-        log_prefix: format!("executions/{execution_id}/logs/"),
-    };
+    let jobs = Jobs::new(&shared.storage, &engine, work.clone(), format!("executions/{execution_id}/logs/"));
     let failure_reason = scheduler::schedule(&shared, &jobs, &config);
     if engine.interrupted() {
         engine.stop_all();

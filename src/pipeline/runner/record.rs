@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::pipeline::definition::Definition;
+use crate::pipeline::usage::Resources;
 use crate::storage::{Storage, StoreError};
 
 /// Step and execution statuses, as ListPipelineExecutionSteps reports them.
@@ -42,6 +43,11 @@ pub struct StepRecord {
     pub attempts: u32,
     /// The execution whose result a cache hit reused.
     pub cache_hit_from: Option<String>,
+    /// What the step's containers cost (wall, CPU, peak memory; per host, per training job).
+    /// `null` for a step that ran no container, a cache hit (nothing ran; the figures are in
+    /// the record of the execution named by `cache_hit_from`) or figures the engine could not
+    /// measure.
+    pub resources: Option<Resources>,
     pub properties: Value,
     pub error: Option<String>,
 }
@@ -97,6 +103,7 @@ impl ExecutionRecord {
                     duration_seconds: None,
                     attempts: 0,
                     cache_hit_from: None,
+                    resources: None,
                     properties: Value::Null,
                     error: None,
                 })

@@ -232,7 +232,12 @@ fn attempt_step(shared: &Shared, jobs: &Jobs<'_>, step: &Step, config: &RunConfi
         job: job_name(&["pipelines", &shared.execution_id, &step.name]),
         seed: config.seed,
     };
-    match executor.run(&context, &arguments) {
+    let result = executor.run(&context, &arguments);
+    // The figures of the attempt that ended, also a failed one.
+    let properties = result.as_ref().unwrap_or(&Value::Null);
+    let resources = executor.resources(&context, properties);
+    shared.update_step(&step.name, |r| r.resources = resources);
+    match result {
         Ok(properties) => {
             if let Some(key) = &cache_key {
                 cache::store(shared, step, key, &properties);

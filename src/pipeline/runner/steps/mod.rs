@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::state::Shared;
 use crate::pipeline::definition::{Step, StepType};
 use crate::pipeline::jobs::{JobFailure, Jobs};
+use crate::pipeline::usage::Resources;
 
 /// What an executor runs with.
 pub(in crate::pipeline::runner) struct StepContext<'a> {
@@ -45,6 +46,12 @@ pub(in crate::pipeline::runner) trait Executor: Sync {
     /// The S3 URIs its result lives at: a cached result is good only while they hold objects.
     fn outputs(&self, _properties: &Value) -> Vec<String> {
         Vec::new()
+    }
+
+    /// What its containers cost in the attempt that just ended: by default its job's, none
+    /// for a step that runs no job.
+    fn resources(&self, context: &StepContext<'_>, _properties: &Value) -> Option<Resources> {
+        context.jobs.resources(&context.job)
     }
 }
 

@@ -15,6 +15,7 @@ use crate::pipeline::clock;
 use crate::pipeline::jobs::{FailureKind, JobFailure, job_name, text};
 use crate::pipeline::registry::arn;
 use crate::pipeline::tuning::{Strategy, Tuner, parse_ranges};
+use crate::pipeline::usage::Resources;
 
 pub(super) struct Tuning;
 
@@ -34,6 +35,16 @@ impl Executor for Tuning {
     }
     fn inputs(&self, arguments: &Value) -> Vec<String> {
         channel_uris(arguments)
+    }
+    /// Its training jobs' figures, best first as the summaries are.
+    fn resources(&self, context: &StepContext<'_>, properties: &Value) -> Option<Resources> {
+        let names = properties.get("TrainingJobSummaries").and_then(Value::as_array)?;
+        let jobs = names
+            .iter()
+            .filter_map(|s| text(s, "/TrainingJobName"))
+            .filter_map(|job| context.jobs.job_usage(job))
+            .collect();
+        Resources::of_jobs(jobs)
     }
     fn outputs(&self, properties: &Value) -> Vec<String> {
         match (
