@@ -252,8 +252,11 @@ fn select<'k>(objective: &Objective, classes: usize, p: &[f32], keys: &'k [Strin
     let name = objective.name();
     let probabilistic = matches!(name, "binary:logistic" | "multi:softprob");
     let scored = matches!(name, "binary:logitraw" | "binary:hinge" | "multi:softmax");
-    let first = p[0];
+    // Python floats: the f32 widened, and `1.0 - p` in f64.
+    let first = f64::from(p[0]);
     let (best, max) = p.iter().enumerate().fold((0, p[0]), |(b, m), (k, &v)| if v > m { (k, v) } else { (b, m) });
+    let max = f64::from(max);
+    let all = || p.iter().map(|&v| f64::from(v)).collect();
     let softprob = name == "multi:softprob";
     keys.iter()
         .map(|key| {
@@ -271,7 +274,7 @@ fn select<'k>(objective: &Objective, classes: usize, p: &[f32], keys: &'k [Strin
                 "probability" if probabilistic => Field::Float(if softprob { max } else { first }),
                 "probabilities" if probabilistic => {
                     if softprob {
-                        Field::Floats(p.to_vec())
+                        Field::Floats(all())
                     } else {
                         Field::Floats(vec![1.0 - first, first])
                     }
@@ -279,7 +282,7 @@ fn select<'k>(objective: &Objective, classes: usize, p: &[f32], keys: &'k [Strin
                 "raw_score" if probabilistic || scored => Field::Float(if softprob { max } else { first }),
                 "raw_scores" if probabilistic || scored => {
                     if softprob {
-                        Field::Floats(p.to_vec())
+                        Field::Floats(all())
                     } else {
                         Field::Floats(vec![1.0 - first, first])
                     }
@@ -288,7 +291,7 @@ fn select<'k>(objective: &Objective, classes: usize, p: &[f32], keys: &'k [Strin
                     if p.len() == 1 {
                         Field::Float(first)
                     } else {
-                        Field::Floats(p.to_vec())
+                        Field::Floats(all())
                     }
                 }
                 _ => Field::Missing,

@@ -727,9 +727,10 @@ pub enum Field {
     Score(f32),
     /// Several default scores of one row (multi-output): comma-separated in CSV.
     Scores(Vec<f32>),
-    /// A selected float: a Python float (the f32 widened) in every encoding.
-    Float(f32),
-    Floats(Vec<f32>),
+    /// A selected float: a Python float (an f32 widened, or `1.0 - p` computed in f64 as the
+    /// built-in computes it) in CSV and JSON, float32 in RecordIO.
+    Float(f64),
+    Floats(Vec<f64>),
     Int(i64),
     Ints(Vec<i64>),
     /// A key the objective cannot answer: `nan` in CSV, `null` in JSON.
@@ -785,8 +786,10 @@ pub fn encode<'k>(
 
 fn as_f32s(field: &Field) -> Vec<f32> {
     match field {
-        Field::Score(v) | Field::Float(v) => vec![*v],
-        Field::Scores(v) | Field::Floats(v) => v.clone(),
+        Field::Score(v) => vec![*v],
+        Field::Scores(v) => v.clone(),
+        Field::Float(v) => vec![*v as f32],
+        Field::Floats(v) => v.iter().map(|&v| v as f32).collect(),
         Field::Int(i) => vec![*i as f32],
         Field::Ints(v) => v.iter().map(|&i| i as f32).collect(),
         Field::Missing => vec![f32::NAN],
@@ -794,63 +797,84 @@ fn as_f32s(field: &Field) -> Vec<f32> {
 }
 
 fn csv_field(field: &Field, out: &mut Vec<u8>) {
-    let mut buffer = ryu::Buffer::new();
     let list = |items: Vec<String>, out: &mut Vec<u8>| {
         out.extend_from_slice(format!("\"[{}]\"", items.join(", ")).as_bytes());
     };
     match field {
-        Field::Score(v) => out.extend_from_slice(f32_text(&mut buffer, *v).as_bytes()),
+        Field::Score(v) => out.extend_from_slice(python_float(f64::from(*v), ryu::Buffer::new().format(*v)).as_bytes()),
         Field::Scores(values) => {
             for (k, v) in values.iter().enumerate() {
                 if k > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(f32_text(&mut buffer, *v).as_bytes());
+                out.extend_from_slice(python_float(f64::from(*v), ryu::Buffer::new().format(*v)).as_bytes());
             }
         }
-        Field::Float(v) => out.extend_from_slice(python_float(*v).as_bytes()),
-        Field::Floats(values) => list(values.iter().map(|v| python_float(*v)).collect(), out),
+        Field::Float(v) => out.extend_from_slice(python_float(*v, ryu::Buffer::new().format(*v)).as_bytes()),
+        Field::Floats(values) => {
+            list(values.iter().map(|v| python_float(*v, ryu::Buffer::new().format(*v))).collect(), out)
+        }
         Field::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
         Field::Ints(values) => list(values.iter().map(i64::to_string).collect(), out),
         Field::Missing => out.extend_from_slice(b"nan"),
     }
 }
 
-/// numpy's `str(float32)`: the shortest text that reads back to the same f32.
-fn f32_text(buffer: &mut ryu::Buffer, v: f32) -> &str {
+/// Python's `repr(float)` (and numpy's `str(float32)`, which follows the same rules) of `v`,
+/// given `shortest`, ryu's shortest text for it (of the f32 for a float32): the same digits,
+/// positional from 1e-4 up to 1e16, else scientific with a signed exponent of two digits at
+/// least (`1e-05`, `1.5e+16`); `nan`, `inf`, `-inf`.
+fn python_float(v: f64, shortest: &str) -> String {
     if v.is_nan() {
-        "nan"
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf" } else { "-inf" }
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let (sign, text) = shortest.strip_prefix('-').map_or(("", shortest), |t| ("-", t));
+    let (mantissa, exponent) = text.split_once(['e', 'E']).map_or((text, 0), |(m, e)| (m, e.parse::<i32>().unwrap()));
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The significant digits, and the power of ten of the first: v = d.ddd x 10^point.
+    let all = format!("{whole}{fraction}");
+    let leading = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0');
+    if digits.is_empty() {
+        return format!("{sign}0.0");
+    }
+    let point = whole.len() as i32 - 1 - leading as i32 + exponent;
+    if (-4..16).contains(&point) {
+        let text = if point < 0 {
+            format!("0.{}{digits}", "0".repeat((-point - 1) as usize))
+        } else if digits.len() as i32 <= point + 1 {
+            format!("{digits}{}.0", "0".repeat((point + 1) as usize - digits.len()))
+        } else {
+            let (a, b) = digits.split_at((point + 1) as usize);
+            format!("{a}.{b}")
+        };
+        format!("{sign}{text}")
     } else {
-        buffer.format_finite(v)
+        let (first, rest) = digits.split_at(1);
+        let rest = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let exp_sign = if point < 0 { '-' } else { '+' };
+        format!("{sign}{first}{rest}e{exp_sign}{:02}", point.abs())
     }
 }
 
-/// Python's `repr(float(v))` for an f32 widened to f64.
-fn python_float(v: f32) -> String {
-    if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf".into() } else { "-inf".into() }
-    } else {
-        ryu::Buffer::new().format_finite(f64::from(v)).to_string()
-    }
-}
-
-/// JSON numbers as Python's `json` writes a float32 widened to float; NaN as null.
-fn json_float(v: f32) -> serde_json::Value {
-    serde_json::Number::from_f64(f64::from(v)).map_or(serde_json::Value::Null, serde_json::Value::Number)
+/// JSON numbers as Python's `json` writes a float (a float32 widened); NaN as null.
+fn json_float(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
 fn json_object(row: &[(&str, Field)]) -> serde_json::Value {
-    let floats = |vs: &[f32]| serde_json::Value::Array(vs.iter().map(|v| json_float(*v)).collect());
+    let floats = |vs: &mut dyn Iterator<Item = f64>| serde_json::Value::Array(vs.map(json_float).collect());
     let map: serde_json::Map<String, serde_json::Value> = row
         .iter()
         .map(|(k, f)| {
             let v = match f {
-                Field::Score(v) | Field::Float(v) => json_float(*v),
-                Field::Scores(vs) | Field::Floats(vs) => floats(vs),
+                Field::Score(v) => json_float(f64::from(*v)),
+                Field::Float(v) => json_float(*v),
+                Field::Scores(vs) => floats(&mut vs.iter().map(|&v| f64::from(v))),
+                Field::Floats(vs) => floats(&mut vs.iter().copied()),
                 Field::Int(i) => serde_json::Value::from(*i),
                 Field::Ints(vs) => serde_json::Value::from(vs.clone()),
                 Field::Missing => serde_json::Value::Null,
@@ -1001,6 +1025,32 @@ mod tests {
         assert_eq!(e, "row 1, column 1: a list is not a number");
     }
 
+    /// Python's `repr`, by hand: `[repr(x) for x in (...)]`.
+    #[test]
+    fn floats_print_as_python_prints_them() {
+        let cases: [(f64, &str); 12] = [
+            (0.5, "0.5"),
+            (1.0, "1.0"),
+            (-2.0, "-2.0"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (0.00012345, "0.00012345"),
+            (-3.25e-7, "-3.25e-07"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (123456789012345.6, "123456789012345.6"),
+            (0.0, "0.0"),
+            (f64::from(0.1f32), "0.10000000149011612"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(python_float(v, ryu::Buffer::new().format(v)), want, "{v:e}");
+        }
+        // numpy's str(np.float32(...)): the float32's shortest digits.
+        assert_eq!(python_float(f64::from(1e-5f32), ryu::Buffer::new().format(1e-5f32)), "1e-05");
+        assert_eq!(python_float(f64::from(0.1f32), ryu::Buffer::new().format(0.1f32)), "0.1");
+        assert_eq!(python_float(f64::NAN, "NaN"), "nan");
+    }
+
     #[test]
     fn encodes_like_the_built_in() {
         let rows = vec![vec![("score", Field::Score(0.5))], vec![("score", Field::Scores(vec![0.25, 0.75]))]];
@@ -1013,7 +1063,7 @@ mod tests {
         assert_eq!(encode(Output::Csv, rows.clone(), 8), Err(8), "the limit stops the encoding");
         let keyed = vec![vec![
             ("predicted_label", Field::Int(1)),
-            ("probabilities", Field::Floats(vec![0.25, 0.1])),
+            ("probabilities", Field::Floats(vec![0.25, f64::from(0.1f32)])),
             ("x", Field::Missing),
         ]];
         assert_eq!(encode(Output::Csv, keyed.clone(), 100).unwrap(), b"1,\"[0.25, 0.10000000149011612]\",nan\n");
