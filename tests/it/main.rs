@@ -17,4 +17,5 @@ mod python_interop;
 mod s3;
 mod serve;
 mod train;
+mod transform;
 mod util;

@@ -199,8 +199,9 @@ enum Streamed {
 /// Transform one input object into `out_path`, streamed: records are read in bounded pieces
 /// and packed into payloads, `settings.concurrency` requests are in flight, and responses are
 /// appended to a partial file in input order as they come, which is renamed to `out_path` once
-/// the last one is written (removed on failure). At most `2 x concurrency` payloads and their
-/// responses are held at once, so memory is bounded by `MaxPayloadInMB`, not by the object.
+/// the last one is written (removed on failure). At most `concurrency + 1` payloads and
+/// `2 x concurrency` responses are held at once, so memory is bounded by `MaxPayloadInMB` and
+/// `MaxConcurrentTransforms`, not by the object.
 fn stream_object(
     input: &Path,
     out_path: &Path,
@@ -236,7 +237,9 @@ fn stream_object(
 }
 
 /// Post `payloads` with `concurrency` requests in flight and hand each response to `write` in
-/// payload order. The reader stays at most `2 x concurrency` payloads ahead of the writer.
+/// payload order. A payload is handed to a worker only when one is free (one more is being
+/// packed meanwhile), and the reader stays at most `2 x concurrency` payloads ahead of the
+/// writer, so at most that many responses wait for their turn.
 fn pipeline(
     mut payloads: Payloads,
     concurrency: usize,
@@ -254,7 +257,7 @@ fn pipeline(
         progress.0.lock().expect("lock").1 = true;
         progress.1.notify_all();
     };
-    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(concurrency);
+    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(0);
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Vec<u8>, Streamed>)>();
     std::thread::scope(|scope| {
@@ -568,37 +571,32 @@ struct Payloads {
     records: Records,
     single: bool,
     max: usize,
-    /// A record read that did not fit in the previous payload.
-    carried: Option<Vec<u8>>,
+    /// A record read that did not fit in the previous payload (empty: none).
+    carried: Vec<u8>,
 }
 
 impl Payloads {
     fn new(records: Records, single: bool) -> Self {
         let max = records.max;
-        Self { records, single, max, carried: None }
+        Self { records, single, max, carried: Vec::new() }
     }
 
     fn next_payload(&mut self) -> Result<Option<Vec<u8>>, Streamed> {
-        let mut payload = match self.carried.take() {
-            Some(record) => record,
-            None => {
-                let mut record = Vec::new();
-                if !self.records.next_into(&mut record)? {
-                    return Ok(None);
-                }
-                record
-            }
-        };
-        if self.single {
-            return Ok(Some(payload));
+        // Records are never empty: an empty `carried` holds no record.
+        if self.carried.is_empty() && !self.records.next_into(&mut self.carried)? {
+            return Ok(None);
         }
-        let mut record = Vec::new();
-        while self.records.next_into(&mut record)? {
-            if payload.len() + record.len() > self.max {
-                self.carried = Some(record);
-                break;
+        if self.single {
+            return Ok(Some(std::mem::take(&mut self.carried)));
+        }
+        // One allocation of the bound, never grown (growing by doubling held twice the bytes).
+        let mut payload = Vec::with_capacity(self.max);
+        payload.extend_from_slice(&self.carried);
+        while self.records.next_into(&mut self.carried)? {
+            if payload.len() + self.carried.len() > self.max {
+                return Ok(Some(payload));
             }
-            payload.extend_from_slice(&record);
+            payload.extend_from_slice(&self.carried);
         }
         Ok(Some(payload))
     }
