@@ -50,7 +50,7 @@ fn transform_step(name: &str, input: &str, split: &str, content_type: &str, payl
 
 /// `sagestep run` of these steps: its exit code, its output, and its peak resident memory
 /// (`VmHWM`, KiB) read every 5 ms while it runs (its servers are other processes).
-fn run(store: &Path, steps: Value) -> (Option<i32>, String, u64) {
+fn run(store: &Path, steps: Value, extra: &[&str]) -> (Option<i32>, String, u64) {
     let definition = store.join("definition.json");
     std::fs::write(&definition, json!({"Version": "2020-12-01", "Parameters": [], "Steps": steps}).to_string())
         .unwrap();
@@ -63,6 +63,7 @@ fn run(store: &Path, steps: Value) -> (Option<i32>, String, u64) {
         .arg(store)
         .arg("--work-dir")
         .arg(&work)
+        .args(extra)
         .env("SAGESTEP_LOG", "warn")
         .stdout(Stdio::from(std::fs::File::create(store.join("run.log")).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(store.join("run.err")).unwrap()))
@@ -123,7 +124,7 @@ fn a_transform_streams_an_object_larger_than_its_payloads() {
         transform_step("Lines", "s3://batch/lines/", "Line", "text/csv", 1),
         transform_step("Records", "s3://batch/records/", "RecordIO", "application/x-recordio-protobuf", 1),
     ]);
-    let (code, log, peak) = run(store.path(), steps);
+    let (code, log, peak) = run(store.path(), steps, &[]);
     assert_eq!(code, Some(0), "{log}");
     eprintln!("sagestep run: peak resident memory {peak} KiB for a {size}-byte object");
 
@@ -149,9 +150,20 @@ fn a_transform_record_past_max_payload_fails_with_nothing_stored() {
     long.push_str(&"1,".repeat(600_000));
     long.push_str("1\n");
     std::fs::write(store.path().join("batch/b.csv"), long).unwrap();
-    let (code, log, _) =
-        run(store.path(), json!([model_step(), transform_step("T", "s3://batch/", "Line", "text/csv", 1)]));
+    let steps = json!([model_step(), transform_step("T", "s3://batch/", "Line", "text/csv", 1)]);
+    let (code, log, _) = run(store.path(), steps, &["--keep-work"]);
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("b.csv: record 3 is more than 1048576 bytes, above MaxPayloadInMB (1048576 bytes)"), "{log}");
     assert!(files_below(&store.path().join("out")).is_empty(), "stored: {:?}", files_below(&store.path().join("out")));
+    // In the job's own output directory: a.csv's output whole (its 50,000 lines), nothing of
+    // b.csv's, not even a partial file.
+    let outputs: Vec<PathBuf> = files_below(&store.path().join("work"))
+        .into_iter()
+        .filter(|p| p.parent().unwrap().ends_with("output"))
+        .collect();
+    let names: Vec<String> = outputs.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["a.csv.out"], "objects are done in key order: a.csv before b.csv");
+    for path in &outputs {
+        assert_eq!(std::fs::read(path).unwrap().iter().filter(|&&b| b == b'\n').count(), 50_000);
+    }
 }
