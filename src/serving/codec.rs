@@ -260,6 +260,42 @@ mod json {
 
     use super::{Rows, ServeError, bad, clip, wrong_width};
 
+    /// `DeserializeSeed` for a visitor of any JSON value.
+    macro_rules! seed_any {
+        ($seed:ty) => {
+            impl<'de> DeserializeSeed<'de> for $seed {
+                type Value = ();
+                fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                    d.deserialize_any(self)
+                }
+            }
+        };
+    }
+
+    /// The scalar `visit_*` methods of a visitor that refuses scalars with `self.$refuse()`.
+    macro_rules! refuse_scalars {
+        ($refuse:ident) => {
+            fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+                Err(self.$refuse())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+                Err(self.$refuse())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+                Err(self.$refuse())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+                Err(self.$refuse())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+                Err(self.$refuse())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+                Err(self.$refuse())
+            }
+        };
+    }
+
     /// What the visitors share: the rows, the model's width, and the first error in our words
     /// (serde's error only stops the parse).
     pub(super) struct State<'r, 'f> {
@@ -283,12 +319,7 @@ mod json {
     /// `{"instances": [...]}` (or `"features"`), or a list: of rows, or of numbers (one row).
     pub(super) struct Document<'s, 'r, 'f>(pub Shared<'s, 'r, 'f>);
 
-    impl<'de> DeserializeSeed<'de> for Document<'_, '_, '_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
+    seed_any!(Document<'_, '_, '_>);
 
     impl<'de> Visitor<'de> for Document<'_, '_, '_> {
         type Value = ();
@@ -316,24 +347,7 @@ mod json {
         fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
             List(self.0).visit_seq(seq)
         }
-        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-            Err(self.refuse())
-        }
+        refuse_scalars!(refuse);
     }
 
     impl Document<'_, '_, '_> {
@@ -400,12 +414,7 @@ mod json {
         width: &'x mut usize,
     }
 
-    impl<'de> DeserializeSeed<'de> for Element<'_, '_, '_, '_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
+    seed_any!(Element<'_, '_, '_, '_>);
 
     impl Element<'_, '_, '_, '_> {
         fn number<E: de::Error>(self, v: f32) -> Result<(), E> {
@@ -469,12 +478,7 @@ mod json {
     /// One row: a list of numbers (`null` = missing), or `{"features": [...]}`.
     pub(super) struct Row<'s, 'r, 'f>(pub Shared<'s, 'r, 'f>);
 
-    impl<'de> DeserializeSeed<'de> for Row<'_, '_, '_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
+    seed_any!(Row<'_, '_, '_>);
 
     impl<'de> Visitor<'de> for Row<'_, '_, '_> {
         type Value = ();
@@ -509,24 +513,7 @@ mod json {
             }
             Ok(())
         }
-        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-            Err(self.not_a_row())
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-            Err(self.not_a_row())
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-            Err(self.not_a_row())
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-            Err(self.not_a_row())
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-            Err(self.not_a_row())
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-            Err(self.not_a_row())
-        }
+        refuse_scalars!(not_a_row);
     }
 
     impl Row<'_, '_, '_> {
@@ -539,12 +526,7 @@ mod json {
     /// The `features` list of an object row.
     struct RowList<'s, 'r, 'f>(Shared<'s, 'r, 'f>);
 
-    impl<'de> DeserializeSeed<'de> for RowList<'_, '_, '_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
+    seed_any!(RowList<'_, '_, '_>);
 
     impl<'de> Visitor<'de> for RowList<'_, '_, '_> {
         type Value = ();
@@ -557,24 +539,7 @@ mod json {
         fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
             Err(self.refuse())
         }
-        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-            Err(self.refuse())
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-            Err(self.refuse())
-        }
+        refuse_scalars!(refuse);
     }
 
     impl RowList<'_, '_, '_> {
@@ -590,12 +555,7 @@ mod json {
         column: usize,
     }
 
-    impl<'de> DeserializeSeed<'de> for Number<'_, '_, '_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
+    seed_any!(Number<'_, '_, '_>);
 
     impl Number<'_, '_, '_> {
         fn not_a_number<E: de::Error>(&self, what: &str) -> E {
