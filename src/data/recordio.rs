@@ -159,10 +159,27 @@ pub fn record_label(payload: &[u8]) -> Result<Option<Tensor>, String> {
     map_tensor(payload, 2)
 }
 
+/// Every `(key, tensor)` entry of a `Record`'s label map, in the record's order (a response
+/// written with selectable outputs has one per key).
+pub fn record_labels(payload: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
+    map_entries(payload, 2)
+}
+
 /// The tensor of a `Record` map (field 1 features, 2 label): its `values` entry, or the only one.
 fn map_tensor(payload: &[u8], map_field: u64) -> Result<Option<Tensor>, String> {
-    let mut w = Wire { b: payload, i: 0 };
     let mut found = None;
+    for (key, value) in map_entries(payload, map_field)? {
+        if found.is_none() || key == "values" {
+            found = Some(value);
+        }
+    }
+    Ok(found)
+}
+
+/// The entries with a tensor of a `Record` map (field 1 features, 2 label).
+fn map_entries(payload: &[u8], map_field: u64) -> Result<Vec<(String, Tensor)>, String> {
+    let mut w = Wire { b: payload, i: 0 };
+    let mut entries = Vec::new();
     while let Some((field, kind, entry, _)) = w.field()? {
         if field != map_field || kind != 2 {
             continue;
@@ -183,13 +200,11 @@ fn map_tensor(payload: &[u8], map_field: u64) -> Result<Option<Tensor>, String> 
                 _ => {}
             }
         }
-        if let Some(value) = value
-            && (found.is_none() || key == "values")
-        {
-            found = Some(value);
+        if let Some(value) = value {
+            entries.push((key, value));
         }
     }
-    Ok(found)
+    Ok(entries)
 }
 
 /// Records read one at a time from a stream (a file or a Pipe mode FIFO), so a channel is never

@@ -22,6 +22,13 @@ const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
 /// workers and may use every core; below it, one request is one thread's work, since
 /// concurrent requests already fill the cores.
 const BLOCKING_WORK: usize = 20_000_000;
+/// Rows are decoded and predicted this many values at a time (4 MiB; at least one row), so a
+/// sparse request costs the same whatever width the model declares or reads.
+const BLOCK_VALUES: usize = 1 << 20;
+/// The most predicted values one request may ask for (64 MiB of f32), and the largest
+/// response body (256 MiB): beyond them, 413.
+const MAX_PREDICTIONS: usize = 1 << 24;
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
 
 /// `GET /execution-parameters`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -137,30 +144,21 @@ async fn invoke(
     let ensemble = &model()?;
 
     let work = bytes.len() / 4 * ensemble.first().trees.len();
-    let (predictions, count) = if work > BLOCKING_WORK {
+    let (body, count) = if work > BLOCKING_WORK {
         // Large payloads predict off the async workers (and over every core), so that
         // /ping and small requests keep answering.
         let ensemble = Arc::clone(ensemble);
-        tokio::task::spawn_blocking(move || predict(&ensemble, input, &bytes, crate::parallel::cores()))
+        let keys = config.selected_keys.clone();
+        let threads = crate::parallel::cores();
+        tokio::task::spawn_blocking(move || answer(&ensemble, keys.as_deref(), input, output, &bytes, threads))
             .await
             .map_err(|e| ServeError::Internal(format!("prediction failed: {e}")))??
     } else {
-        predict(ensemble, input, &bytes, 1)?
+        answer(ensemble, config.selected_keys.as_deref(), input, output, &bytes, 1)?
     };
     if count == 0 {
         return Ok((StatusCode::NO_CONTENT.into_response(), 0));
     }
-    let outputs = ensemble.outputs_per_row();
-    let rows = match &config.selected_keys {
-        None => predictions
-            .chunks(outputs)
-            .map(|p| vec![("score", if p.len() == 1 { Field::Score(p[0]) } else { Field::Scores(p.to_vec()) })])
-            .collect::<Vec<_>>(),
-        Some(keys) => {
-            select(ensemble.first().objective.clone(), ensemble.first().num_groups, &predictions, outputs, keys)
-        }
-    };
-    let body = codec::encode(output, &rows);
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(output.content_type()));
     Ok((response, count))
@@ -201,81 +199,104 @@ pub(super) async fn read_body(
     tokio::time::timeout(timeout, read).await.map_err(|_| ServeError::Timeout(timeout.as_secs()))?
 }
 
-/// Decode the payload and predict: the predictions (`rows x outputs`) and the row count.
-fn predict(ensemble: &Ensemble, input: Input, body: &[u8], threads: usize) -> Result<(Vec<f32>, usize), ServeError> {
-    let num_feature = ensemble.num_feature().max(1);
-    if input.is_sparse() {
-        // Sparse rows hold only the features the splits read.
-        let projection = ensemble.projection();
-        let rows = codec::decode(input, body, num_feature, &projection.used)?;
-        let matrix = Matrix::new(&rows.values, projection.width());
-        return Ok((projection.ensemble.predict_on(&matrix, TreeLimit::SageMaker, threads), rows.count));
-    }
-    let rows = codec::decode(input, body, num_feature, &[])?;
-    let matrix = Matrix::new(&rows.values, num_feature);
-    Ok((ensemble.predict_on(&matrix, TreeLimit::SageMaker, threads), rows.count))
+/// Decode, predict and encode: the response body and the rows predicted.
+fn answer(
+    ensemble: &Ensemble,
+    keys: Option<&[String]>,
+    input: Input,
+    output: Output,
+    body: &[u8],
+    threads: usize,
+) -> Result<(Vec<u8>, usize), ServeError> {
+    let (predictions, count) = predict(ensemble, input, body, threads)?;
+    let first = ensemble.first();
+    let rows = predictions.chunks(ensemble.outputs_per_row()).map(|p| match keys {
+        None => vec![("score", if p.len() == 1 { Field::Score(p[0]) } else { Field::Scores(p.to_vec()) })],
+        Some(keys) => select(&first.objective, first.num_groups, p, keys),
+    });
+    let body = codec::encode(output, rows, MAX_RESPONSE_BYTES)
+        .map_err(|limit| ServeError::ResponseTooLarge(format!("the response would pass {limit} bytes")))?;
+    Ok((body, count))
 }
 
-/// `SAGEMAKER_INFERENCE_OUTPUT`: the selected keys per row, as the built-in computes them.
-/// Keys the objective cannot answer are `Missing` (NaN in CSV, null in JSON).
-fn select<'k>(
-    objective: Objective,
-    classes: usize,
-    predictions: &[f32],
-    outputs: usize,
-    keys: &'k [String],
-) -> Vec<Vec<(&'k str, Field)>> {
-    let name = objective.name().to_string();
-    let probabilistic = matches!(name.as_str(), "binary:logistic" | "multi:softprob");
-    let scored = matches!(name.as_str(), "binary:logitraw" | "binary:hinge" | "multi:softmax");
-    predictions
-        .chunks(outputs)
-        .map(|p| {
-            let first = p[0];
-            let (best, max) =
-                p.iter().enumerate().fold((0, p[0]), |(b, m), (k, &v)| if v > m { (k, v) } else { (b, m) });
-            let softprob = name == "multi:softprob";
-            keys.iter()
-                .map(|key| {
-                    let field = match key.as_str() {
-                        "predicted_label" if probabilistic || scored => match name.as_str() {
-                            "binary:logistic" => Field::Int(i64::from(first > 0.5)),
-                            "binary:logitraw" => Field::Int(i64::from(first > 0.0)),
-                            "multi:softprob" => Field::Int(best as i64),
-                            _ => Field::Float(first),
-                        },
-                        "labels" if probabilistic || scored => {
-                            let n = if name.starts_with("binary:") { 2 } else { classes };
-                            Field::Ints((0..n as i64).collect())
-                        }
-                        "probability" if probabilistic => Field::Float(if softprob { max } else { first }),
-                        "probabilities" if probabilistic => {
-                            if softprob {
-                                Field::Floats(p.to_vec())
-                            } else {
-                                Field::Floats(vec![1.0 - first, first])
-                            }
-                        }
-                        "raw_score" if probabilistic || scored => Field::Float(if softprob { max } else { first }),
-                        "raw_scores" if probabilistic || scored => {
-                            if softprob {
-                                Field::Floats(p.to_vec())
-                            } else {
-                                Field::Floats(vec![1.0 - first, first])
-                            }
-                        }
-                        "predicted_score" if !(probabilistic || scored) => {
-                            if p.len() == 1 {
-                                Field::Float(first)
-                            } else {
-                                Field::Floats(p.to_vec())
-                            }
-                        }
-                        _ => Field::Missing,
-                    };
-                    (key.as_str(), field)
-                })
-                .collect()
+/// Decode the payload a block of rows at a time and predict each block: the predictions
+/// (`rows x outputs`) and the row count.
+fn predict(ensemble: &Ensemble, input: Input, body: &[u8], threads: usize) -> Result<(Vec<f32>, usize), ServeError> {
+    let num_feature = ensemble.num_feature().max(1);
+    // Sparse rows hold only the features the splits read.
+    let (model, used, width) = if input.is_sparse() {
+        let projection = ensemble.projection();
+        (&projection.ensemble, &projection.used[..], projection.width())
+    } else {
+        (ensemble, &[][..], num_feature)
+    };
+    let outputs = ensemble.outputs_per_row();
+    let mut predictions = Vec::new();
+    let mut on_block = |values: &[f32], rows: usize| {
+        if (predictions.len() / outputs + rows).saturating_mul(outputs) > MAX_PREDICTIONS {
+            return Err(ServeError::ResponseTooLarge(format!(
+                "the payload's rows would make more than {MAX_PREDICTIONS} predicted values ({outputs} a row)"
+            )));
+        }
+        predictions.extend(model.predict_on(&Matrix::new(values, width), TreeLimit::SageMaker, threads));
+        Ok(())
+    };
+    let count = codec::decode(input, body, num_feature, used, BLOCK_VALUES, &mut on_block)?;
+    Ok((predictions, count))
+}
+
+/// `SAGEMAKER_INFERENCE_OUTPUT`: the selected keys of one row's predictions `p`, as the
+/// built-in computes them. Keys the objective cannot answer are `Missing` (NaN in CSV, null in
+/// JSON).
+fn select<'k>(objective: &Objective, classes: usize, p: &[f32], keys: &'k [String]) -> Vec<(&'k str, Field)> {
+    let name = objective.name();
+    let probabilistic = matches!(name, "binary:logistic" | "multi:softprob");
+    let scored = matches!(name, "binary:logitraw" | "binary:hinge" | "multi:softmax");
+    // Python floats: the f32 widened, and `1.0 - p` in f64.
+    let first = f64::from(p[0]);
+    let (best, max) = p.iter().enumerate().fold((0, p[0]), |(b, m), (k, &v)| if v > m { (k, v) } else { (b, m) });
+    let max = f64::from(max);
+    let all = || p.iter().map(|&v| f64::from(v)).collect();
+    let softprob = name == "multi:softprob";
+    keys.iter()
+        .map(|key| {
+            let field = match key.as_str() {
+                "predicted_label" if probabilistic || scored => match name {
+                    "binary:logistic" => Field::Int(i64::from(first > 0.5)),
+                    "binary:logitraw" => Field::Int(i64::from(first > 0.0)),
+                    "multi:softprob" => Field::Int(best as i64),
+                    _ => Field::Float(first),
+                },
+                "labels" if probabilistic || scored => {
+                    let n = if name.starts_with("binary:") { 2 } else { classes };
+                    Field::Ints((0..n as i64).collect())
+                }
+                "probability" if probabilistic => Field::Float(if softprob { max } else { first }),
+                "probabilities" if probabilistic => {
+                    if softprob {
+                        Field::Floats(all())
+                    } else {
+                        Field::Floats(vec![1.0 - first, first])
+                    }
+                }
+                "raw_score" if probabilistic || scored => Field::Float(if softprob { max } else { first }),
+                "raw_scores" if probabilistic || scored => {
+                    if softprob {
+                        Field::Floats(all())
+                    } else {
+                        Field::Floats(vec![1.0 - first, first])
+                    }
+                }
+                "predicted_score" if !(probabilistic || scored) => {
+                    if p.len() == 1 {
+                        Field::Float(first)
+                    } else {
+                        Field::Floats(all())
+                    }
+                }
+                _ => Field::Missing,
+            };
+            (key.as_str(), field)
         })
         .collect()
 }

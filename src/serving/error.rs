@@ -19,6 +19,9 @@ pub enum ServeError {
     NotAcceptable(String),
     #[error("the payload is {size} bytes; the limit is {limit} bytes")]
     TooLarge { size: u64, limit: u64 },
+    /// The payload asks for a response larger than a request may hold.
+    #[error("{0}; send fewer rows per request")]
+    ResponseTooLarge(String),
     #[error("the request body was not received within {0} seconds")]
     Timeout(u64),
     #[error("the model is still loading")]
@@ -51,7 +54,7 @@ impl ServeError {
             Self::BadPayload(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge { .. } | Self::ResponseTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest(_) | Self::InvalidField { .. } | Self::BadModel { .. } => StatusCode::BAD_REQUEST,
@@ -68,6 +71,7 @@ impl ServeError {
             Self::UnsupportedMediaType(_) => "unsupported_content_type",
             Self::NotAcceptable(_) => "unsupported_accept",
             Self::TooLarge { .. } => "payload_too_large",
+            Self::ResponseTooLarge(_) => "response_too_large",
             Self::Timeout(_) => "request_timeout",
             Self::NotReady => "model_not_ready",
             Self::BadRequest(_) => "bad_request",

@@ -18,4 +18,5 @@ mod report;
 mod s3;
 mod serve;
 mod train;
+mod transform;
 mod util;

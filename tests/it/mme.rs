@@ -9,11 +9,10 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use sagestep::model::{self, Ensemble};
-use sagestep::serving::recordio;
 use serde_json::{Value, json};
 
 use crate::model::{cases, fixtures, read_csv};
-use crate::serve::{agent, bits, csv_body, free_port, json_rows, libsvm_body, parse_lines, recordio_bodies};
+use crate::serve::{agent, csv_body, free_port, libsvm_body};
 use crate::util::require_image;
 
 /// The image under test: `SAGESTEP_TEST_SERVE_IMAGE`, else `sagestep-serve:latest`.
@@ -144,33 +143,9 @@ fn place(root: &Path, name: &str, file: &str, source: &Path) -> String {
     format!("/opt/ml/models/{name}/model")
 }
 
-/// `score` is a number, or a list for several outputs per row.
-fn scores(objects: impl Iterator<Item = Value>) -> Vec<f32> {
-    objects
-        .flat_map(|o| match &o["score"] {
-            Value::Array(list) => list.iter().map(|v| v.as_f64().unwrap() as f32).collect(),
-            v => vec![v.as_f64().unwrap() as f32],
-        })
-        .collect()
-}
-
-/// Each response Record's label tensor ends the message: the last `outputs` floats.
-fn recordio_values(body: &[u8], outputs: usize) -> Vec<f32> {
-    recordio::frames(body)
-        .unwrap()
-        .iter()
-        .flat_map(|f| {
-            f[f.len() - 4 * outputs..].chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// Every request content type and response type on `path`, each equal to `pred.csv` bit for bit.
+/// Every request content type and response type on `path` (serve's own check), each equal to
+/// `pred.csv` bit for bit.
 fn check_every_content_type(mme: &Mme, path: &str, extra: &[(&str, &str)], case: &Path, label: &str) {
-    let rows = read_csv(&case.join("X.csv"));
-    let pred = read_csv(&case.join("pred.csv"));
-    let outputs = pred[0].len();
-    let want = bits(&pred.concat());
     let call = |ct: &str, accept: &str, body: &[u8]| {
         let headers: Vec<(&str, &str)> =
             [("Content-Type", ct), ("Accept", accept)].into_iter().chain(extra.iter().copied()).collect();
@@ -179,33 +154,7 @@ fn check_every_content_type(mme: &Mme, path: &str, extra: &[(&str, &str)], case:
         assert_eq!(got_ct, accept, "{label}");
         body
     };
-    let csv = csv_body(&rows);
-    assert_eq!(bits(&parse_lines(&call("text/csv", "text/csv", csv.as_bytes()))), want, "{label} csv");
-    // Rows short of the eight that walk a tree together walk eight trees together instead.
-    for n in [1, 13] {
-        let got = parse_lines(&call("text/csv", "text/csv", csv_body(&rows[..n]).as_bytes()));
-        assert_eq!(bits(&got), want[..n * outputs], "{label} csv, {n} rows");
-    }
-    let libsvm = libsvm_body(&rows);
-    assert_eq!(bits(&parse_lines(&call("text/libsvm", "text/csv", libsvm.as_bytes()))), want, "{label} libsvm");
-    let instances = json!({ "instances": json_rows(&rows) }).to_string();
-    let doc: Value =
-        serde_json::from_slice(&call("application/json", "application/json", instances.as_bytes())).unwrap();
-    let got = scores(doc["predictions"].as_array().unwrap().iter().cloned());
-    assert_eq!(bits(&got), want, "{label} json");
-    let lines: String = json_rows(&rows).iter().map(|r| format!("{}\n", json!({ "features": r }))).collect();
-    let body = call("application/jsonlines", "application/jsonlines", lines.as_bytes());
-    let got = scores(String::from_utf8(body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()));
-    assert_eq!(bits(&got), want, "{label} jsonlines");
-    let (dense, sparse) = recordio_bodies(&rows);
-    for (name, payload) in [("dense", dense), ("sparse", sparse)] {
-        let protobuf = "application/x-recordio-protobuf";
-        assert_eq!(
-            bits(&recordio_values(&call(protobuf, protobuf, &payload), outputs)),
-            want,
-            "{label} recordio {name}"
-        );
-    }
+    crate::serve::check_every_content_type(&call, case, label);
 }
 
 #[test]

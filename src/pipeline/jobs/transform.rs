@@ -5,6 +5,7 @@
 //! instances as `ShardedByS3Key` deals them (SageMaker splits a transform's objects across its
 //! instances); every output is stored once all instances are done.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 use super::hosts::{Distribution, Host, distribute, instance_count};
 use super::{JobFailure, Jobs, text};
 use crate::contract::MlRoot;
+use crate::data::recordio;
 use crate::pipeline::engine::Container;
 use crate::pipeline::registry::arn;
 use crate::storage::Found;
@@ -23,6 +25,8 @@ use crate::storage::Found;
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
 /// SageMaker's own per-request limit for batch transform invocations.
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(600);
+/// CreateTransformJob's bound on `MaxPayloadInMB x MaxConcurrentTransforms`.
+const MAX_PAYLOADS_MB: u64 = 100;
 
 struct Settings {
     strategy: String,
@@ -166,65 +170,197 @@ impl Jobs<'_> {
         let agent = crate::pipeline::engine::http_agent(INVOCATION_TIMEOUT);
         let stopped = || self.engine.interrupted() || cancel.load(Ordering::SeqCst);
         for object in &share.objects {
-            let data = std::fs::read(share.inputs_dir.join(&object.relative))
-                .map_err(|e| JobFailure::service(e.to_string()))?;
-            let payloads = payloads(&data, request.split, settings)
-                .map_err(|m| JobFailure::client(format!("{}: {m}", object.location)))?;
-            let responses: Vec<Mutex<Option<Vec<u8>>>> = payloads.iter().map(|_| Mutex::new(None)).collect();
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let failure: Mutex<Option<JobFailure>> = Mutex::new(None);
-            std::thread::scope(|scope| {
-                for _ in 0..settings.concurrency.min(payloads.len()).max(1) {
-                    scope.spawn(|| {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::SeqCst);
-                            if i >= payloads.len() || failure.lock().expect("lock").is_some() || stopped() {
-                                return;
-                            }
-                            match invoke(&agent, port, payloads[i], request.content_type, request.accept) {
-                                Ok(body) => *responses[i].lock().expect("lock") = Some(body),
-                                Err(message) => {
-                                    *failure.lock().expect("lock") = Some(JobFailure::client(format!(
-                                        "{} (payload {} of {}): {message}",
-                                        object.location,
-                                        i + 1,
-                                        payloads.len()
-                                    )));
-                                    return;
-                                }
-                            }
-                        }
-                    });
-                }
-            });
-            if stopped() {
-                return Err(JobFailure::interrupted());
-            }
-            if let Some(failure) = failure.into_inner().expect("lock") {
-                return Err(failure);
-            }
-            let mut assembled = Vec::new();
-            for response in responses {
-                let body = response.into_inner().expect("lock").unwrap_or_default();
-                assembled.extend_from_slice(&body);
-                if request.assemble_lines && !body.ends_with(b"\n") {
-                    assembled.push(b'\n');
-                }
-            }
             let out_path = share.outputs_dir.join(format!("{}.out", object.relative));
-            crate::storage::write_atomic(&out_path, &assembled).map_err(|e| JobFailure::service(e.to_string()))?;
+            let input = share.inputs_dir.join(&object.relative);
+            let invoke = |body: &[u8]| invoke(&agent, port, body, request.content_type, request.accept);
+            stream_object(&input, &out_path, request, settings, &invoke, &stopped).map_err(
+                |failure| match failure {
+                    Streamed::Stopped => JobFailure::interrupted(),
+                    Streamed::Io(e) => JobFailure::service(format!("{}: {e}", object.location)),
+                    Streamed::Client(m) => JobFailure::client(format!("{}: {m}", object.location)),
+                },
+            )?;
         }
         Ok(())
     }
 }
 
+/// Why streaming one object stopped.
+#[derive(Debug)]
+enum Streamed {
+    /// The job was interrupted or another instance failed.
+    Stopped,
+    /// Reading the input or writing the output failed: the runner's fault.
+    Io(std::io::Error),
+    /// A record above the payload limit, a malformed record or a refused payload.
+    Client(String),
+}
+
+/// Transform one input object into `out_path`, streamed: records are read in bounded pieces
+/// and packed into payloads, `settings.concurrency` requests are in flight, and responses are
+/// appended to a partial file in input order as they come, which is renamed to `out_path` once
+/// the last one is written (removed on failure). At most `concurrency + 1` payloads and
+/// `2 x concurrency` responses are held at once, so memory is bounded by `MaxPayloadInMB` and
+/// `MaxConcurrentTransforms`, not by the object.
+fn stream_object(
+    input: &Path,
+    out_path: &Path,
+    request: &Request<'_>,
+    settings: &Settings,
+    invoke: &(dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync),
+    stopped: &(dyn Fn() -> bool + Sync),
+) -> Result<(), Streamed> {
+    if let Some(dir) = out_path.parent() {
+        std::fs::create_dir_all(dir).map_err(Streamed::Io)?;
+    }
+    let partial = crate::storage::unique_partial_path(out_path);
+    let result = std::fs::File::create(&partial).map_err(Streamed::Io).and_then(|file| {
+        let mut out = std::io::BufWriter::new(file);
+        let file = std::fs::File::open(input).map_err(Streamed::Io)?;
+        let records = Records::new(file, request.split, settings.max_payload_bytes).map_err(Streamed::Io)?;
+        let payloads = Payloads::new(records, settings.strategy == "SingleRecord");
+        pipeline(payloads, settings.concurrency, invoke, stopped, |body| {
+            out.write_all(body)?;
+            if request.assemble_lines && !body.ends_with(b"\n") {
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        })?;
+        let file = out.into_inner().map_err(|e| Streamed::Io(e.into_error()))?;
+        file.sync_all().map_err(Streamed::Io)?;
+        std::fs::rename(&partial, out_path).map_err(Streamed::Io)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Post `payloads` with `concurrency` requests in flight and hand each response to `write` in
+/// payload order. A payload is handed to a worker only when one is free (one more is being
+/// packed meanwhile), and the reader stays at most `2 x concurrency` payloads ahead of the
+/// writer, so at most that many responses wait for their turn.
+fn pipeline(
+    mut payloads: Payloads,
+    concurrency: usize,
+    invoke: &(dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync),
+    stopped: &(dyn Fn() -> bool + Sync),
+    mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<(), Streamed> {
+    use std::sync::mpsc;
+    let window = 2 * concurrency.max(1);
+    // Payloads written so far, and whether the writer gave up; the reader waits on it.
+    let progress = (Mutex::new((0usize, false)), std::sync::Condvar::new());
+    let abandoned = AtomicBool::new(false);
+    let give_up = || {
+        abandoned.store(true, Ordering::SeqCst);
+        progress.0.lock().expect("lock").1 = true;
+        progress.1.notify_all();
+    };
+    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(0);
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Vec<u8>, Streamed>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency.max(1) {
+            let (job_rx, done_tx, abandoned) = (&job_rx, done_tx.clone(), &abandoned);
+            scope.spawn(move || {
+                loop {
+                    let Ok((n, body)) = job_rx.lock().expect("lock").recv() else { return };
+                    if abandoned.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let result = if stopped() {
+                        Err(Streamed::Stopped)
+                    } else {
+                        invoke(&body).map_err(|m| Streamed::Client(format!("payload {}: {m}", n + 1)))
+                    };
+                    if done_tx.send((n, result)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        // The reader: the next payload once the window allows it.
+        let reader_done = done_tx.clone();
+        let progress = &progress;
+        scope.spawn(move || {
+            for n in 0.. {
+                {
+                    let mut state = progress.0.lock().expect("lock");
+                    while !state.1 && n >= state.0 + window {
+                        state = progress.1.wait(state).expect("lock");
+                    }
+                    if state.1 {
+                        return;
+                    }
+                }
+                if stopped() {
+                    let _ = reader_done.send((n, Err(Streamed::Stopped)));
+                    return;
+                }
+                match payloads.next_payload() {
+                    Ok(Some(body)) => {
+                        if job_tx.send((n, body)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(failure) => {
+                        let _ = reader_done.send((n, Err(failure)));
+                        return;
+                    }
+                }
+            }
+        });
+        drop(done_tx);
+        // The writer: responses in payload order.
+        let mut held = std::collections::BTreeMap::new();
+        let mut next = 0;
+        let mut outcome = Ok(());
+        for (n, result) in &done_rx {
+            held.insert(n, result);
+            while let Some(result) = held.remove(&next) {
+                match result.and_then(|body| write(&body).map_err(Streamed::Io)) {
+                    Ok(()) => {
+                        next += 1;
+                        progress.0.lock().expect("lock").0 = next;
+                        progress.1.notify_all();
+                    }
+                    Err(failure) => {
+                        outcome = Err(failure);
+                        break;
+                    }
+                }
+            }
+            if outcome.is_err() {
+                break;
+            }
+        }
+        give_up();
+        // Let the workers drain what the reader already queued without posting it.
+        drop(done_rx);
+        if outcome.is_ok() && stopped() {
+            outcome = Err(Streamed::Stopped);
+        }
+        outcome
+    })
+}
+
 /// The request's record and payload settings, checked.
 fn parse_request(args: &Value) -> Result<Request<'_>, JobFailure> {
     let split = text(args, "/TransformInput/SplitType").unwrap_or("None");
-    if !matches!(split, "Line" | "None") {
+    if !matches!(split, "Line" | "RecordIO" | "None") {
         return Err(JobFailure::client(format!(
-            "TransformInput.SplitType `{split}`: the local runner supports Line and None"
+            "TransformInput.SplitType `{split}`: the local runner supports Line, RecordIO and None"
         )));
+    }
+    // What the container sees and what is stored must not silently differ from SageMaker's.
+    for (field, default) in [("InputFilter", "$"), ("OutputFilter", "$"), ("JoinSource", "None")] {
+        if let Some(given) = text(args, &format!("/DataProcessing/{field}")).filter(|g| *g != default) {
+            return Err(JobFailure::client(format!(
+                "DataProcessing.{field} `{given}`: the local runner supports only the default ({default})"
+            )));
+        }
     }
     if let Some(c) = text(args, "/TransformInput/CompressionType").filter(|c| *c != "None") {
         return Err(JobFailure::client(format!(
@@ -234,14 +370,23 @@ fn parse_request(args: &Value) -> Result<Request<'_>, JobFailure> {
     if let Some(t) = text(args, "/TransformInput/DataSource/S3DataSource/S3DataType").filter(|t| *t != "S3Prefix") {
         return Err(JobFailure::client(format!("S3DataType `{t}`: the local runner supports S3Prefix")));
     }
+    let payload_mb = args.get("MaxPayloadInMB").and_then(Value::as_u64);
+    let concurrency = args.get("MaxConcurrentTransforms").and_then(Value::as_u64).filter(|n| *n > 0);
+    // CreateTransformJob's own rule, which also bounds what the driver holds.
+    if let Some(mb) = payload_mb.filter(|mb| *mb * concurrency.unwrap_or(1) > MAX_PAYLOADS_MB) {
+        let n = concurrency.unwrap_or(1);
+        return Err(JobFailure::client(format!(
+            "`MaxPayloadInMB` times `MaxConcurrentTransforms` must be at most {MAX_PAYLOADS_MB}. Given: {mb} x {n}"
+        )));
+    }
     Ok(Request {
         split,
         assemble_lines: text(args, "/TransformOutput/AssembleWith") == Some("Line"),
         content_type: text(args, "/TransformInput/ContentType"),
         accept: text(args, "/TransformOutput/Accept"),
         strategy: text(args, "/BatchStrategy"),
-        payload_mb: args.get("MaxPayloadInMB").and_then(Value::as_u64),
-        concurrency: args.get("MaxConcurrentTransforms").and_then(Value::as_u64).filter(|n| *n > 0),
+        payload_mb,
+        concurrency,
     })
 }
 
@@ -290,20 +435,23 @@ fn merged_settings(
     concurrency: Option<u64>,
     preferred: &Value,
 ) -> Settings {
+    // The container's preferences are held to the request's limits: payloads times requests
+    // in flight within 100 MB.
+    let mb = payload
+        .or_else(|| preferred.get("MaxPayloadInMB").and_then(Value::as_u64))
+        .unwrap_or(6)
+        .clamp(1, MAX_PAYLOADS_MB);
+    let concurrency = concurrency
+        .or_else(|| preferred.get("MaxConcurrentTransforms").and_then(Value::as_u64))
+        .unwrap_or(1)
+        .clamp(1, (MAX_PAYLOADS_MB / mb).max(1));
     Settings {
         strategy: api_strategy(
             strategy.or_else(|| preferred.get("BatchStrategy").and_then(Value::as_str)).unwrap_or("MultiRecord"),
         )
         .to_string(),
-        max_payload_bytes: (payload
-            .or_else(|| preferred.get("MaxPayloadInMB").and_then(Value::as_u64))
-            .unwrap_or(6)
-            .max(1) as usize)
-            << 20,
-        concurrency: concurrency
-            .or_else(|| preferred.get("MaxConcurrentTransforms").and_then(Value::as_u64))
-            .unwrap_or(1)
-            .clamp(1, 64) as usize,
+        max_payload_bytes: (mb as usize) << 20,
+        concurrency: concurrency as usize,
     }
 }
 
@@ -317,49 +465,141 @@ fn api_strategy(s: &str) -> &'static str {
     }
 }
 
-/// Split one input object into request bodies.
-fn payloads<'d>(data: &'d [u8], split: &str, settings: &Settings) -> Result<Vec<&'d [u8]>, String> {
-    if split == "None" || data.is_empty() {
-        return Ok(if data.is_empty() { Vec::new() } else { vec![data] });
-    }
-    // Line: each record keeps its newline; blank lines are not records.
-    let mut records = Vec::new();
-    let mut start = 0;
-    for (i, byte) in data.iter().enumerate() {
-        if *byte == b'\n' {
-            records.push((start, i + 1));
-            start = i + 1;
-        }
-    }
-    if start < data.len() {
-        records.push((start, data.len()));
-    }
-    records.retain(|(a, b)| data[*a..*b].iter().any(|c| !c.is_ascii_whitespace()));
-    let single = settings.strategy == "SingleRecord";
-    let mut out = Vec::new();
-    let mut batch: Option<(usize, usize)> = None;
-    for (n, (a, b)) in records.into_iter().enumerate() {
-        if b - a > settings.max_payload_bytes {
-            return Err(format!(
-                "record {} is {} bytes, above MaxPayloadInMB ({} bytes)",
-                n + 1,
-                b - a,
-                settings.max_payload_bytes
-            ));
-        }
-        batch = match batch {
-            Some((s, e)) if !single && b - s <= settings.max_payload_bytes && e == a => Some((s, b)),
-            Some((s, e)) => {
-                out.push(&data[s..e]);
-                Some((a, b))
-            }
-            None => Some((a, b)),
+/// The records of one input object, read in pieces of at most `max` bytes: `Line` records
+/// keep their newline (blank lines are not records), `RecordIO` records keep their framing
+/// (continuations joined into one frame), and under `None` the object is one record.
+struct Records {
+    reader: std::io::BufReader<std::fs::File>,
+    split: Split,
+    max: usize,
+    /// Records read so far, for messages.
+    count: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    Line,
+    RecordIo,
+    None,
+}
+
+impl Records {
+    fn new(file: std::fs::File, split: &str, max: usize) -> std::io::Result<Self> {
+        let split = match split {
+            "Line" => Split::Line,
+            "RecordIO" => Split::RecordIo,
+            _ => Split::None,
         };
+        Ok(Self { reader: std::io::BufReader::with_capacity(1 << 16, file), split, max, count: 0 })
     }
-    if let Some((s, e)) = batch {
-        out.push(&data[s..e]);
+
+    fn too_large(&self, size: &str) -> Streamed {
+        let what = match self.split {
+            Split::None => "the object (one record, SplitType None)".to_string(),
+            _ => format!("record {}", self.count + 1),
+        };
+        Streamed::Client(format!("{what} is {size} bytes, above MaxPayloadInMB ({} bytes)", self.max))
     }
-    Ok(out)
+
+    /// The next record into `out` (cleared first); `Ok(false)` at the end.
+    fn next_into(&mut self, out: &mut Vec<u8>) -> Result<bool, Streamed> {
+        use std::io::{BufRead, Read};
+        out.clear();
+        match self.split {
+            Split::None => {
+                let size = self.reader.get_ref().metadata().map_err(Streamed::Io)?.len();
+                if self.count > 0 || size == 0 {
+                    return Ok(false);
+                }
+                if size > self.max as u64 {
+                    return Err(self.too_large(&size.to_string()));
+                }
+                self.reader.read_to_end(out).map_err(Streamed::Io)?;
+            }
+            Split::Line => loop {
+                let chunk = self.reader.fill_buf().map_err(Streamed::Io)?;
+                if chunk.is_empty() {
+                    if out.iter().all(u8::is_ascii_whitespace) {
+                        out.clear();
+                        return Ok(false);
+                    }
+                    break;
+                }
+                let (take, ends) = match memchr::memchr(b'\n', chunk) {
+                    Some(i) => (i + 1, true),
+                    None => (chunk.len(), false),
+                };
+                if out.len() + take > self.max {
+                    return Err(self.too_large(&format!("more than {}", self.max)));
+                }
+                out.extend_from_slice(&chunk[..take]);
+                self.reader.consume(take);
+                if ends {
+                    if out.iter().all(u8::is_ascii_whitespace) {
+                        out.clear();
+                        continue;
+                    }
+                    break;
+                }
+            },
+            Split::RecordIo => {
+                // The framing counts: a record's frame must fit in a payload.
+                let max_record = self.max.saturating_sub(8);
+                let mut frames = recordio::FrameReader::new(&mut self.reader, max_record);
+                let mut record = Vec::new();
+                let read = frames.next_into(&mut record).map_err(|m| {
+                    if m.contains("longer than") {
+                        self.too_large(&format!("more than {}", self.max))
+                    } else {
+                        Streamed::Client(format!("record {}: {m}", self.count + 1))
+                    }
+                });
+                if !read? {
+                    return Ok(false);
+                }
+                recordio::write_frame(&record, out);
+            }
+        }
+        self.count += 1;
+        Ok(true)
+    }
+}
+
+/// Records packed into request bodies: under `MultiRecord` as many whole records as fit in
+/// `max` bytes (batches never cross objects), under `SingleRecord` one record each.
+struct Payloads {
+    records: Records,
+    single: bool,
+    max: usize,
+    /// A record read that did not fit in the previous payload (empty: none).
+    carried: Vec<u8>,
+}
+
+impl Payloads {
+    fn new(records: Records, single: bool) -> Self {
+        let max = records.max;
+        Self { records, single, max, carried: Vec::new() }
+    }
+
+    fn next_payload(&mut self) -> Result<Option<Vec<u8>>, Streamed> {
+        // Records are never empty: an empty `carried` holds no record.
+        if self.carried.is_empty() && !self.records.next_into(&mut self.carried)? {
+            return Ok(None);
+        }
+        if self.single {
+            return Ok(Some(std::mem::take(&mut self.carried)));
+        }
+        // One allocation of the bound, never grown (growing by doubling held twice the bytes).
+        let mut payload = Vec::with_capacity(self.max);
+        payload.extend_from_slice(&self.carried);
+        while self.records.next_into(&mut self.carried)? {
+            if payload.len() + self.carried.len() > self.max {
+                return Ok(Some(payload));
+            }
+            payload.extend_from_slice(&self.carried);
+        }
+        Ok(Some(payload))
+    }
 }
 
 fn invoke(
@@ -384,15 +624,35 @@ fn invoke(
         .limit(u64::MAX)
         .read_to_vec()
         .map_err(|e| format!("reading the response: {e}"))?;
-    if status != 200 {
-        return Err(format!("the model server answered {status}: {}", String::from_utf8_lossy(&bytes).trim()));
+    match status.as_u16() {
+        200 => Ok(bytes),
+        // A payload with nothing to predict (blank lines only, under SplitType None).
+        204 => Ok(Vec::new()),
+        _ => Err(format!("the model server answered {status}: {}", String::from_utf8_lossy(&bytes).trim())),
     }
-    Ok(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The payloads `data` gives as one object.
+    fn payloads(data: &[u8], split: &str, settings: &Settings) -> Result<Vec<Vec<u8>>, String> {
+        let file = tempfile::tempfile().unwrap();
+        (&file).write_all(data).unwrap();
+        std::io::Seek::rewind(&mut &file).unwrap();
+        let records = Records::new(file, split, settings.max_payload_bytes).unwrap();
+        let mut payloads = Payloads::new(records, settings.strategy == "SingleRecord");
+        let mut out = Vec::new();
+        loop {
+            match payloads.next_payload() {
+                Ok(Some(p)) => out.push(p),
+                Ok(None) => return Ok(out),
+                Err(Streamed::Client(m)) => return Err(m),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
 
     fn settings(strategy: &str, bytes: usize) -> Settings {
         Settings { strategy: strategy.into(), max_payload_bytes: bytes, concurrency: 1 }
@@ -401,11 +661,98 @@ mod tests {
     #[test]
     fn lines_are_packed_within_the_payload_limit() {
         let data = b"1,2\n3,4\n\n5,6";
-        assert_eq!(payloads(data, "Line", &settings("MultiRecord", 1 << 20)).unwrap(), [&data[..8], &data[9..]]);
+        assert_eq!(payloads(data, "Line", &settings("MultiRecord", 1 << 20)).unwrap(), [b"1,2\n3,4\n5,6"]);
         assert_eq!(payloads(data, "Line", &settings("MultiRecord", 8)).unwrap(), [&b"1,2\n3,4\n"[..], b"5,6"]);
         assert_eq!(payloads(data, "Line", &settings("SingleRecord", 1 << 20)).unwrap().len(), 3);
         assert_eq!(payloads(data, "None", &settings("MultiRecord", 1 << 20)).unwrap(), [&data[..]]);
-        assert!(payloads(b"123456789\n", "Line", &settings("MultiRecord", 4)).unwrap_err().contains("record 1"));
+        assert!(payloads(b"1\n123456789\n", "Line", &settings("MultiRecord", 4)).unwrap_err().contains("record 2"));
+        let whole = payloads(&data[..], "None", &settings("MultiRecord", 8)).unwrap_err();
+        assert!(whole.contains("the object (one record, SplitType None) is 12 bytes"), "{whole}");
+        assert!(payloads(b"", "None", &settings("MultiRecord", 8)).unwrap().is_empty());
+        assert!(payloads(b" \n\n", "Line", &settings("MultiRecord", 8)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn recordio_records_are_packed_whole() {
+        let mut data = Vec::new();
+        for payload in [&b"abc"[..], b"defgh", b"ij"] {
+            recordio::write_frame(payload, &mut data);
+        }
+        // Frames of 12, 16 and 12 bytes.
+        let packed = payloads(&data, "RecordIO", &settings("MultiRecord", 28)).unwrap();
+        assert_eq!(packed, [&data[..28], &data[28..]]);
+        assert_eq!(payloads(&data, "RecordIO", &settings("SingleRecord", 28)).unwrap().len(), 3);
+        let err = payloads(&data, "RecordIO", &settings("MultiRecord", 12)).unwrap_err();
+        assert!(err.contains("record 2") && err.contains("above MaxPayloadInMB"), "{err}");
+        let err = payloads(b"not recordio", "RecordIO", &settings("MultiRecord", 28)).unwrap_err();
+        assert!(err.contains("record 1: bad RecordIO magic"), "{err}");
+    }
+
+    #[test]
+    fn the_payload_limit_bounds_the_requests_in_flight() {
+        let merged = merged_settings(None, Some(20), None, &serde_json::json!({"MaxConcurrentTransforms": 16}));
+        assert_eq!((merged.max_payload_bytes, merged.concurrency), (20 << 20, 5));
+        let merged = merged_settings(None, None, None, &serde_json::json!({"MaxPayloadInMB": 5000}));
+        assert_eq!(merged.max_payload_bytes, 100 << 20);
+        let args = serde_json::json!({"MaxPayloadInMB": 30, "MaxConcurrentTransforms": 4});
+        let err = parse_request(&args).err().unwrap().message;
+        assert!(err.contains("must be at most 100. Given: 30 x 4"), "{err}");
+        let args = serde_json::json!({"DataProcessing": {"JoinSource": "Input"}});
+        assert!(parse_request(&args).err().unwrap().message.contains("DataProcessing.JoinSource `Input`"));
+    }
+
+    /// Responses are written in payload order whatever order they come back in, and the
+    /// reader never runs more than the window ahead of the writer, even while the workers are
+    /// free.
+    #[test]
+    fn responses_are_written_in_order_within_the_window() {
+        let data: String = (0..200).map(|i| format!("{i}\n")).collect();
+        let file = tempfile::tempfile().unwrap();
+        (&file).write_all(data.as_bytes()).unwrap();
+        std::io::Seek::rewind(&mut &file).unwrap();
+        let payloads = Payloads::new(Records::new(file, "Line", 8).unwrap(), false);
+        let (in_flight, most) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
+        let (started, written) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
+        let ahead = std::sync::atomic::AtomicUsize::new(0);
+        let invoke = |body: &[u8]| {
+            // Payloads are taken in order: the n-th started is payload n.
+            let n = started.fetch_add(1, Ordering::SeqCst);
+            ahead.fetch_max(n - written.load(Ordering::SeqCst), Ordering::SeqCst);
+            most.fetch_max(in_flight.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            // The first payload answers last: the others' responses wait for it, and only
+            // the window stops the reader (the workers would take more).
+            std::thread::sleep(Duration::from_millis(if n == 0 { 60 } else { 1 }));
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(body.to_vec())
+        };
+        let mut out = Vec::new();
+        pipeline(payloads, 3, &invoke, &|| false, |body| {
+            out.extend_from_slice(body);
+            written.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), data);
+        assert_eq!(most.load(Ordering::SeqCst), 3, "three requests in flight at most");
+        // The window is twice the requests in flight: payload n is read once n - 6 is written.
+        assert!(ahead.load(Ordering::SeqCst) < 6, "{} payloads ahead of the writer", ahead.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_refused_payload_stops_the_object() {
+        let file = tempfile::tempfile().unwrap();
+        (&file).write_all(b"1\n2\n3\n4\n5\n").unwrap();
+        std::io::Seek::rewind(&mut &file).unwrap();
+        let payloads = Payloads::new(Records::new(file, "Line", 2).unwrap(), false);
+        let invoke = |body: &[u8]| if body == b"3\n" { Err("answered 400".to_string()) } else { Ok(body.to_vec()) };
+        let mut out = Vec::new();
+        let err = pipeline(payloads, 2, &invoke, &|| false, |body| {
+            out.extend_from_slice(body);
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(&err, Streamed::Client(m) if m == "payload 3: answered 400"), "{err:?}");
+        assert_eq!(out, b"1\n2\n", "only the responses before the refused payload");
     }
 
     #[test]
