@@ -640,17 +640,25 @@ fn kfold_writes_the_built_ins_models_lines_and_predictions() {
     let read = |f: &str| std::fs::read_to_string(case.join(f)).unwrap();
     let (train, validation) = (read("train.csv"), read("validation.csv"));
     let rows = train.lines().count() + validation.lines().count();
-    let ml = job(&train, Some(&validation), r#"{"num_round": "5", "_kfold": "3", "_num_cv_round": "2", "eval_metric": "rmse"}"#);
+    let ml = job(
+        &train,
+        Some(&validation),
+        r#"{"num_round": "5", "_kfold": "3", "_num_cv_round": "2", "eval_metric": "rmse"}"#,
+    );
     let out = run(&ml);
     assert_success(&out);
-    let mut models: Vec<String> = std::fs::read_dir(ml.path("model")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut models: Vec<String> = std::fs::read_dir(ml.path("model"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     models.sort();
     assert_eq!(models, (0..6).map(|n| format!("xgboost-model-{n}")).collect::<Vec<_>>());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let cv: Vec<&str> = stdout.lines().filter(|l| l.starts_with("[5]\t")).collect();
     assert_eq!(cv.len(), 3, "a line per repeat and one overall: {stdout}");
     let rmse = |line: &str, set: &str| -> f64 {
-        let field = line.split('\t').find(|f| f.starts_with(&format!("{set}-rmse:"))).unwrap_or_else(|| panic!("{line}"));
+        let field =
+            line.split('\t').find(|f| f.starts_with(&format!("{set}-rmse:"))).unwrap_or_else(|| panic!("{line}"));
         field.rsplit(':').next().unwrap().parse().unwrap()
     };
     assert!(rmse(cv[2], "validation") > rmse(cv[2], "train"), "held-out rows fit worse: {}", cv[2]);
@@ -658,22 +666,33 @@ fn kfold_writes_the_built_ins_models_lines_and_predictions() {
     // predictions.csv: every row of train then validation, its label and its mean held-out
     // prediction; within the spread of the labels.
     let predictions = ml.read("output/data/predictions.csv");
-    let lines: Vec<Vec<f64>> = predictions.lines().map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let lines: Vec<Vec<f64>> =
+        predictions.lines().map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
     assert_eq!(lines.len(), rows);
-    let labels: Vec<f64> = train.lines().chain(validation.lines()).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+    let labels: Vec<f64> =
+        train.lines().chain(validation.lines()).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
     for (line, label) in lines.iter().zip(&labels) {
         assert_eq!(line.len(), 2);
         assert!((line[0] - label).abs() < 1e-6, "{line:?} {label}");
     }
     let mse = lines.iter().map(|l| (l[0] - l[1]).powi(2)).sum::<f64>() / rows as f64;
-    assert!((mse.sqrt() - rmse(cv[2], "validation")).abs() / mse.sqrt() < 0.2, "held-out RMSE {} vs {}", mse.sqrt(), cv[2]);
+    assert!(
+        (mse.sqrt() - rmse(cv[2], "validation")).abs() / mse.sqrt() < 0.2,
+        "held-out RMSE {} vs {}",
+        mse.sqrt(),
+        cv[2]
+    );
     // Each model loads in Python-compatible form and the work files are gone.
     for n in 0..6 {
         sagestep::model::load(&std::fs::read(ml.path(&format!("model/xgboost-model-{n}"))).unwrap()).unwrap();
     }
     assert!(!ml.path("input/.sagestep-kfold").exists());
     // Classification: label, mean probability and the most frequent class.
-    let ml = job("1,1\n0,0\n1,1\n0,0\n1,1\n0,0\n", None, r#"{"num_round": "2", "_kfold": "2", "objective": "binary:logistic"}"#);
+    let ml = job(
+        "1,1\n0,0\n1,1\n0,0\n1,1\n0,0\n",
+        None,
+        r#"{"num_round": "2", "_kfold": "2", "objective": "binary:logistic"}"#,
+    );
     assert_success(&run(&ml));
     assert!(ml.read("output/data/predictions.csv").lines().all(|l| l.split(',').count() == 3));
 }
@@ -683,19 +702,99 @@ fn kfold_writes_the_built_ins_models_lines_and_predictions() {
 #[test]
 fn emf_lines_carry_the_metrics_when_asked() {
     let ml = fixture_job("reg_hist");
-    let out = Command::new(BIN).arg("train").env("SAGESTEP_ML_ROOT", ml.root()).env("SAGESTEP_EMF", "1").output().unwrap();
+    let out =
+        Command::new(BIN).arg("train").env("SAGESTEP_ML_ROOT", ml.root()).env("SAGESTEP_EMF", "1").output().unwrap();
     assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<serde_json::Value> =
-        stdout.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v.get("_aws").is_some()).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
     assert_eq!(lines.len(), 1, "{stdout}");
     let metrics: serde_json::Value = serde_json::from_str(&ml.read("output/data/metrics.json")).unwrap();
     let line = &lines[0];
     assert_eq!(line["Step"], "train");
     assert_eq!(line["validation:rmse"], metrics["validation:rmse"]);
     assert!(line["PeakMemory"].as_f64().unwrap() > 0.0);
-    let names: Vec<&str> =
-        line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Name"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"validation:rmse") && names.contains(&"PeakMemory"), "{names:?}");
     assert!(!String::from_utf8_lossy(&run(&fixture_job("reg_hist")).stdout).contains("_aws"), "off unless asked");
+}
+
+/// Every hyperparameter of the built-in's list, one valid value each, through the train binary:
+/// it trains (a model written), or fails with exit 1 and a failure file that names the
+/// hyperparameter, never a silent drop, a panic or an unnamed error.
+#[test]
+fn every_hyperparameter_trains_or_is_refused_by_name() {
+    let rows: String = (0..40).map(|i| format!("{},{},{}\n", i % 2, i % 7, (i * 3) % 5)).collect();
+    let samples: &[(&str, &str)] = &[
+        ("booster", "dart"),
+        ("tree_method", "approx"),
+        ("predictor", "cpu_predictor"),
+        ("process_type", "default"),
+        ("grow_policy", "lossguide"),
+        ("eta", "0.1"),
+        ("gamma", "1"),
+        ("max_depth", "4"),
+        ("min_child_weight", "2"),
+        ("max_delta_step", "1"),
+        ("subsample", "0.8"),
+        ("colsample_bytree", "0.8"),
+        ("colsample_bylevel", "0.8"),
+        ("colsample_bynode", "0.8"),
+        ("lambda", "2"),
+        ("alpha", "1"),
+        ("sketch_eps", "0.03"),
+        ("scale_pos_weight", "2"),
+        ("max_leaves", "8"),
+        ("max_bin", "128"),
+        ("refresh_leaf", "1"),
+        ("one_drop", "1"),
+        ("rate_drop", "0.1"),
+        ("skip_drop", "0.1"),
+        ("lambda_bias", "0.1"),
+        ("sample_type", "weighted"),
+        ("normalize_type", "forest"),
+        ("tweedie_variance_power", "1.5"),
+        ("updater", "grow_colmaker,prune"),
+        ("monotone_constraints", "(1,0)"),
+        ("interaction_constraints", "[[0,1]]"),
+        ("base_score", "0.5"),
+        ("seed", "7"),
+        ("num_parallel_tree", "2"),
+        ("aft_loss_distribution", "logistic"),
+        ("aft_loss_distribution_scale", "1.2"),
+        ("sampling_method", "uniform"),
+        ("prob_buffer_row", "2"),
+        ("nthread", "1"),
+        ("verbosity", "1"),
+        ("deterministic_histogram", "true"),
+    ];
+    let (mut trained, mut refused) = (0, Vec::new());
+    for (name, value) in samples {
+        let hp = serde_json::json!({"num_round": "2", *name: *value}).to_string();
+        let ml = job(&rows, None, &hp);
+        let out = run(&ml);
+        match out.status.code() {
+            Some(0) => {
+                assert!(ml.path("model/xgboost-model").is_file(), "{name}={value}: exit 0 without a model");
+                trained += 1;
+            }
+            Some(1) => {
+                let failure = ml.read("output/failure");
+                assert!(failure.contains(name), "{name}={value}: the failure does not name it: {failure}");
+                assert!(!ml.path("model/xgboost-model").exists(), "{name}={value}: refused but a model written");
+                refused.push(format!("{name}: {}", failure.lines().next().unwrap_or_default()));
+            }
+            other => panic!("{name}={value}: exit {other:?}\n{}", stderr(&out)),
+        }
+    }
+    eprintln!("trained with {trained}; refused:\n{}", refused.join("\n"));
+    assert!(trained >= samples.len() / 2, "most train: {trained} of {}", samples.len());
 }
