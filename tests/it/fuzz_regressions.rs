@@ -44,6 +44,8 @@ fn fuzz_findings_return_cleanly() {
 /// This test binary again, running only `one_finding` on `file`, in limited memory.
 fn run_finding(target: &str, file: &std::path::Path) -> Result<(), String> {
     let output = tempfile::NamedTempFile::new().unwrap();
+    // The target's scratch files (src/fuzzing.rs) go into the temp directory: this one.
+    let scratch = tempfile::tempdir().unwrap();
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(r#"ulimit -v "$1" && exec "$2" --exact fuzz_regressions::one_finding --nocapture --test-threads=1"#)
@@ -51,6 +53,7 @@ fn run_finding(target: &str, file: &std::path::Path) -> Result<(), String> {
         .arg(MEMORY_KIB.to_string())
         .arg(std::env::current_exe().unwrap())
         .env(FINDING_ENV, format!("{target}\n{}", file.display()))
+        .env("TMPDIR", scratch.path())
         .stdout(output.reopen().unwrap())
         .stderr(output.reopen().unwrap())
         .stdin(Stdio::null())
