@@ -10,6 +10,7 @@ pub mod data;
 pub mod emf;
 pub mod evaluate;
 pub mod features;
+pub mod fuzzing;
 pub mod logging;
 pub mod metrics;
 pub mod model;
@@ -26,6 +27,9 @@ pub mod training;
 /// slower, serving spends a third of its time in malloc/free and futexes); mimalloc is the
 /// allocator static musl binaries use for this (ripgrep, static-web-server use jemalloc or
 /// mimalloc). Declared here once, it serves every binary and test.
+/// Not under the fuzzer (`--cfg fuzzing`): the system allocator lets the sanitizer and
+/// libFuzzer's `-malloc_limit_mb` see every allocation.
+#[cfg(not(fuzzing))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

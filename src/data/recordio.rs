@@ -224,6 +224,7 @@ impl<R: std::io::Read> FrameReader<R> {
 
     /// The next record's payload into `out` (cleared first); `Ok(false)` at the end.
     pub fn next_into(&mut self, out: &mut Vec<u8>) -> Result<bool, String> {
+        use std::io::Read;
         out.clear();
         loop {
             let at = self.offset;
@@ -248,9 +249,13 @@ impl<R: std::io::Read> FrameReader<R> {
             }
             let padded = len.div_ceil(4) * 4;
             let start = out.len();
-            out.resize(start + padded, 0);
-            if read_full(&mut self.reader, &mut out[start..]).map_err(|e| format!("reading byte {at}: {e}"))? != padded
-            {
+            // The buffer grows with the bytes that arrive, not by the untrusted length: a
+            // header alone cannot make us allocate `max_record` bytes.
+            let read = (&mut self.reader)
+                .take(padded as u64)
+                .read_to_end(out)
+                .map_err(|e| format!("reading byte {at}: {e}"))?;
+            if read != padded {
                 return Err(format!("record at byte {at} is cut short"));
             }
             out.truncate(start + len);

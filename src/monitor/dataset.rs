@@ -323,8 +323,11 @@ fn read_parquet(file: &Path, columns: &mut Columns<'_>, rows: &mut u64) -> Resul
 
     let malformed = |line: u64, problem: String| Error::Malformed { file: file.to_path_buf(), line, problem };
     let handle = std::fs::File::open(file).map_err(|source| Error::Read { path: file.to_path_buf(), source })?;
-    let reader =
-        SerializedFileReader::new(handle).map_err(|e| malformed(0, format!("not a readable Parquet file: {e}")))?;
+    let reader = SerializedFileReader::new(crate::data::binary_blocks::StrictFile(handle))
+        .map_err(|e| malformed(0, format!("not a readable Parquet file: {e}")))?;
+    if let Some(problem) = crate::data::binary_blocks::parquet_footer_problem(reader.metadata()) {
+        return Err(malformed(0, format!("not a readable Parquet file: {problem}")));
+    }
     let iter = reader.get_row_iter(None).map_err(|e| malformed(0, e.to_string()))?;
     for (r, row) in iter.enumerate() {
         let row = row.map_err(|e| malformed(r as u64 + 1, format!("the row cannot be read: {e}")))?;

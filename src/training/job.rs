@@ -105,7 +105,7 @@ pub struct Config {
     pub checkpoint_every: usize,
 }
 
-fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Error> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Error> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| Error::ConfigFormat { path: path.to_path_buf(), problem: e.to_string() }),
@@ -116,7 +116,7 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T,
 
 /// `hyperparameters.json`: a flat object whose values should be strings; numbers and booleans
 /// are tolerated as their text.
-fn read_hyperparameters(path: &Path) -> Result<BTreeMap<String, String>, Error> {
+pub(crate) fn read_hyperparameters(path: &Path) -> Result<BTreeMap<String, String>, Error> {
     let raw: BTreeMap<String, serde_json::Value> = read_json(path)?;
     raw.into_iter()
         .map(|(k, v)| match v {

@@ -5,6 +5,7 @@ mod deploy;
 mod distributed;
 mod drift;
 mod evaluate;
+mod fuzz_regressions;
 mod hist;
 mod hostile;
 mod mme;
