@@ -58,9 +58,18 @@ pub fn request_decode(data: &[u8]) {
     let num_feature = usize::from(*features);
     let stride = usize::from(*stride % 4) + 1;
     let used: Vec<u32> = (0..num_feature as u32).filter(|f| *f as usize % stride == 0).collect();
-    if let Ok(rows) = decode(input, body, num_feature, &used) {
-        let width = if input.is_sparse() { used.len().max(1) } else { num_feature };
-        assert_eq!(rows.values.len(), rows.count * width, "decoded rows are `width` wide");
+    let width = if input.is_sparse() { used.len().max(1) } else { num_feature.max(1) };
+    // Small blocks, so that a body is handed on in several.
+    let block_values = 7 * width;
+    let mut seen = 0usize;
+    let mut on_block = |values: &[f32], count: usize| {
+        assert_eq!(values.len(), count * width, "a block's rows are `width` wide");
+        assert!(count >= 1 && count <= (block_values / width).max(1), "a block holds at most its rows");
+        seen += count;
+        Ok(())
+    };
+    if let Ok(count) = decode(input, body, num_feature, &used, block_values, &mut on_block) {
+        assert_eq!(count, seen, "every decoded row was handed on");
     }
 }
 
