@@ -82,16 +82,32 @@ fn assert_refused(how: &str, ml: &MlTree, out: &Output, file: &str, words: &[&st
     }
 }
 
-/// A `model.tar.gz` whose one member inflates to 1 GiB of zeros (about 1 MB stored).
-fn gzip_bomb() -> Vec<u8> {
+/// A `model.tar.gz` of one member, `xgboost-model`, of `size` bytes read from `content`.
+fn model_tar_gz(size: u64, content: impl std::io::Read) -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
     let mut header = tar::Header::new_gnu();
     header.set_path("xgboost-model").unwrap();
-    header.set_size(1 << 30);
+    header.set_size(size);
     header.set_mode(0o644);
     header.set_cksum();
-    builder.append(&header, std::io::Read::take(std::io::repeat(0), 1 << 30)).unwrap();
+    builder.append(&header, content).unwrap();
     builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// A `model.tar.gz` whose one member inflates to 1 GiB of zeros (about 1 MB stored).
+fn gzip_bomb() -> Vec<u8> {
+    model_tar_gz(1 << 30, std::io::Read::take(std::io::repeat(0), 1 << 30))
+}
+
+/// `times` copies of `chunk` at `rel` below the tree, written as they go (hundreds of MB).
+fn write_repeated(ml: &MlTree, rel: &str, chunk: &[u8], times: usize) {
+    let path = ml.path(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for _ in 0..times {
+        file.write_all(chunk).unwrap();
+    }
+    file.flush().unwrap();
 }
 
 #[test]
@@ -131,14 +147,8 @@ fn a_recordio_length_past_the_limit_is_refused_before_it_is_read() {
 fn kfold_refuses_channels_past_its_memory_budget() {
     // 600 MB of CSV rows against a quarter of 2 GiB.
     let setup = |ml: &MlTree| {
-        let path = ml.path("input/data/train/train.csv");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
         let row = format!("1,{}\n", vec!["0.5"; 100].join(","));
-        for _ in 0..(600 << 20) / row.len() {
-            file.write_all(row.as_bytes()).unwrap();
-        }
-        file.flush().unwrap();
+        write_repeated(ml, "input/data/train/train.csv", row.as_bytes(), (600 << 20) / row.len());
         ml.write("input/config/inputdataconfig.json", r#"{"train": {"ContentType": "text/csv"}}"#);
         ml.write("input/config/hyperparameters.json", r#"{"num_round": "2", "_kfold": "2"}"#);
     };
@@ -170,16 +180,7 @@ fn a_huge_libsvm_index_trains_and_evaluates_within_the_limit() {
     });
     let model = model.into_inner().unwrap();
     let evaluate = |ml: &MlTree| {
-        let archive = ml.path("processing/model/model.tar.gz");
-        std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
-        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-        let mut header = tar::Header::new_gnu();
-        header.set_path("xgboost-model").unwrap();
-        header.set_size(model.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder.append(&header, model.as_slice()).unwrap();
-        std::fs::write(&archive, builder.into_inner().unwrap().finish().unwrap()).unwrap();
+        ml.write("processing/model/model.tar.gz", model_tar_gz(model.len() as u64, model.as_slice()));
         ml.write("processing/test/test.libsvm", rows);
     };
     both(Step::Evaluate, evaluate, |how, ml, out| {
@@ -192,14 +193,7 @@ fn a_huge_libsvm_index_trains_and_evaluates_within_the_limit() {
 #[test]
 fn a_file_of_blank_lines_is_no_data_to_preprocess() {
     let setup = |ml: &MlTree| {
-        let path = ml.path("processing/input/blank.csv");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let block = vec![b'\n'; 1 << 20];
-        for _ in 0..256 {
-            file.write_all(&block).unwrap();
-        }
-        file.flush().unwrap();
+        write_repeated(ml, "processing/input/blank.csv", &vec![b'\n'; 1 << 20], 256);
     };
     both(Step::Preprocess, setup, |how, ml, out| {
         assert_refused(how, ml, out, "output/message", &["blank.csv"]);
