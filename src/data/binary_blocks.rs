@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::blocks::{MAX_FEATURE_INDEX, RowBlock};
 use super::labelled::ContentType;
-use super::{DataError, Position, files, recordio};
+use super::{DataError, Position, files, parquet_file, recordio};
 
 /// Rows per block.
 const BLOCK_ROWS: usize = 1 << 16;
@@ -150,7 +150,6 @@ fn push_sparse(features: &recordio::Tensor, block: &mut RowBlock) -> Result<(), 
 
 /// A Parquet file's rows in blocks: label first, numbers of any width, null = missing.
 fn parquet_blocks(file: &Path) -> Result<impl Iterator<Item = Result<RowBlock, DataError>> + use<>, DataError> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
     let path = Arc::new(file.to_path_buf());
     let malformed = {
         let path = Arc::clone(&path);
@@ -159,18 +158,14 @@ fn parquet_blocks(file: &Path) -> Result<impl Iterator<Item = Result<RowBlock, D
             problem,
         }
     };
-    let handle = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
-    let reader = SerializedFileReader::new(StrictFile(handle))
-        .map_err(|e| malformed(0, None, format!("not a readable Parquet file: {e}")))?;
-    if let Some(problem) = parquet_footer_problem(reader.metadata()) {
-        return Err(malformed(0, None, format!("not a readable Parquet file: {problem}")));
-    }
-    let columns = reader.metadata().file_metadata().schema_descr().num_columns();
+    let rows = parquet_file::Rows::open(file).map_err(|e| match e {
+        parquet_file::OpenError::Io(source) => DataError::io(file, source),
+        parquet_file::OpenError::Unreadable(problem) => malformed(0, None, problem),
+    })?;
+    let columns = rows.columns();
     if columns < 2 {
         return Err(malformed(0, None, format!("{columns} columns; a label and at least one feature are needed")));
     }
-    // What `SerializedFileReader<File>::into_iter` does, for the strict reader.
-    let rows = parquet::record::reader::RowIter::from_file_into(Box::new(reader));
     let mut next_row = 0u64;
     let mut rows = rows.peekable();
     Ok(std::iter::from_fn(move || {
@@ -212,65 +207,6 @@ fn parquet_blocks(file: &Path) -> Result<impl Iterator<Item = Result<RowBlock, D
         }
         Some(Ok(block))
     }))
-}
-
-/// A Parquet file whose readers fail at its end instead of reading nothing. parquet 60's
-/// Thrift decoder skips an unknown field of n elements by n reads and takes a read of nothing
-/// as success, so a corrupt page header naming 2^31 elements spins for hours at the end of
-/// the file (found by the `train_parquet` fuzz target). A valid file is never read past its
-/// end: its footer follows the pages.
-pub struct StrictFile(pub std::fs::File);
-
-impl parquet::file::reader::Length for StrictFile {
-    fn len(&self) -> u64 {
-        self.0.len()
-    }
-}
-
-impl parquet::file::reader::ChunkReader for StrictFile {
-    type T = StrictRead<<std::fs::File as parquet::file::reader::ChunkReader>::T>;
-
-    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        Ok(StrictRead(self.0.get_read(start)?))
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
-        self.0.get_bytes(start, length)
-    }
-}
-
-/// See [`StrictFile`]: the end of the file is an error.
-pub struct StrictRead<R>(R);
-
-impl<R: std::io::Read> std::io::Read for StrictRead<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self.0.read(buf)? {
-            0 if !buf.is_empty() => {
-                Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the Parquet file ends inside a page"))
-            }
-            n => Ok(n),
-        }
-    }
-}
-
-/// What the parquet crate would panic on rather than refuse: it asserts that each column
-/// chunk's start (dictionary page, else first data page) and compressed size are not negative
-/// (`ColumnChunkMetaData::byte_range`, parquet 60), and a corrupt footer can say they are
-/// (found by the `train_parquet` fuzz target). Checked before any row is read.
-pub fn parquet_footer_problem(metadata: &parquet::file::metadata::ParquetMetaData) -> Option<String> {
-    for (g, group) in metadata.row_groups().iter().enumerate() {
-        for column in group.columns() {
-            let start = column.dictionary_page_offset().unwrap_or(column.data_page_offset());
-            if start < 0 || column.data_page_offset() < 0 || column.compressed_size() < 0 {
-                return Some(format!(
-                    "row group {g}, column `{}`: a negative offset ({start}) or size ({}) in the footer",
-                    column.column_path(),
-                    column.compressed_size()
-                ));
-            }
-        }
-    }
-    None
 }
 
 fn parquet_number(field: &parquet::record::Field) -> Option<f32> {

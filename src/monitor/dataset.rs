@@ -318,17 +318,14 @@ fn add_object(object: &serde_json::Map<String, serde_json::Value>, columns: &mut
 }
 
 fn read_parquet(file: &Path, columns: &mut Columns<'_>, rows: &mut u64) -> Result<(), Error> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use crate::data::parquet_file::{OpenError, Rows};
     use parquet::record::Field;
 
     let malformed = |line: u64, problem: String| Error::Malformed { file: file.to_path_buf(), line, problem };
-    let handle = std::fs::File::open(file).map_err(|source| Error::Read { path: file.to_path_buf(), source })?;
-    let reader = SerializedFileReader::new(crate::data::binary_blocks::StrictFile(handle))
-        .map_err(|e| malformed(0, format!("not a readable Parquet file: {e}")))?;
-    if let Some(problem) = crate::data::binary_blocks::parquet_footer_problem(reader.metadata()) {
-        return Err(malformed(0, format!("not a readable Parquet file: {problem}")));
-    }
-    let iter = reader.get_row_iter(None).map_err(|e| malformed(0, e.to_string()))?;
+    let iter = Rows::open(file).map_err(|e| match e {
+        OpenError::Io(source) => Error::Read { path: file.to_path_buf(), source },
+        OpenError::Unreadable(problem) => malformed(0, problem),
+    })?;
     for (r, row) in iter.enumerate() {
         let row = row.map_err(|e| malformed(r as u64 + 1, format!("the row cannot be read: {e}")))?;
         let mut seen = vec![false; columns.profiles.len()];

@@ -137,6 +137,9 @@ pub fn decode<'f>(
     block_values: usize,
     on_block: &'f mut OnBlock<'f>,
 ) -> Result<usize, ServeError> {
+    // A model that declares no features still reads rows of one value, as the server
+    // predicts them: a row of no values would make a block of rows with no values at all.
+    let num_feature = num_feature.max(1);
     let columns = Columns { num_feature, used };
     let width = if input.is_sparse() { columns.width() } else { num_feature.max(1) };
     let max_rows = (block_values / width).max(1);
@@ -937,6 +940,18 @@ mod tests {
         // A model wider than a block: one row at a time.
         let decoded = decode_in_blocks(Input::Libsvm, b"0 1:1\n0\n", 3, &ALL, 2).unwrap();
         assert_eq!(decoded.blocks, vec![1, 1]);
+    }
+
+    /// A model that declares no features reads rows of one value, as the server predicts
+    /// them (found by the `request_decode` fuzz target: rows of no values made blocks of none).
+    #[test]
+    fn a_model_of_no_features_reads_rows_of_one() {
+        let one = decode(Input::Json, b"[[1], [2]]", 0, &[]).unwrap();
+        assert_eq!((one.count, one.values), (2, vec![1.0, 2.0]));
+        let e = decode(Input::JsonLines, b"[]\n", 0, &[]).err().unwrap().to_string();
+        assert_eq!(e, "row 1 has 0 values; the model takes 1 features");
+        let e = decode(Input::Json, b"[[]]", 0, &[]).err().unwrap().to_string();
+        assert_eq!(e, "row 1 has 0 values; the model takes 1 features");
     }
 
     #[test]
