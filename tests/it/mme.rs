@@ -460,7 +460,7 @@ fn mme_unload_waits_for_the_request_in_flight_and_blocks_no_other_model() {
     let root = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let case = fixtures().join("3.2.0/reg_l1_l2");
-    let big = place(root.path(), "big", "xgboost-model", &slow_model(scratch.path(), 60));
+    let big = place(root.path(), "big", "xgboost-model", &slow_model(scratch.path(), 150));
     let small = place(root.path(), "small", "xgboost-model", &case.join("xgboost-model"));
     let other = place(root.path(), "other", "xgboost-model", &case.join("xgboost-model"));
     let mme = Arc::new(Mme::start(root.path(), None, &[], &[]));
