@@ -38,7 +38,8 @@ pub fn enabled() -> bool {
 pub fn line(step: &str, job: Option<&str>, metrics: &[(String, f64, Unit)], timestamp_ms: u128) -> String {
     let namespace = std::env::var(NAMESPACE_ENV).unwrap_or_else(|_| "sagestep".into());
     let kept: Vec<&(String, f64, Unit)> = metrics.iter().filter(|(_, v, _)| v.is_finite()).collect();
-    let definitions: Vec<Value> = kept.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit.name()})).collect();
+    let definitions: Vec<Value> =
+        kept.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit.name()})).collect();
     let mut root = Map::new();
     root.insert(
         "_aws".into(),
@@ -84,7 +85,10 @@ mod tests {
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
         assert_eq!(directive["Dimensions"], json!([["Step"]]));
-        assert_eq!(directive["Metrics"], json!([{"Name": "validation:rmse", "Unit": "None"}, {"Name": "PeakMemory", "Unit": "Megabytes"}]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([{"Name": "validation:rmse", "Unit": "None"}, {"Name": "PeakMemory", "Unit": "Megabytes"}])
+        );
         assert_eq!((v["Step"].as_str(), v["JobName"].as_str()), (Some("train"), Some("job-1")));
         assert_eq!(v["validation:rmse"], 2.5);
         assert!(v.get("Broken").is_none(), "a NaN is left out");

@@ -26,7 +26,9 @@ fn machine_or_cgroup_bytes() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| {
-            t.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
         })
         .flatten()
         .map_or(u64::MAX, |kb| kb * 1024);

@@ -306,7 +306,10 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let kept = exchange::assign(&keys, hosts.rank());
     if keys.iter().all(Vec::is_empty) {
-        return Err(setup.none.take().map_or_else(|| Error::Config("no host has any input object".into()), Error::from));
+        return Err(setup
+            .none
+            .take()
+            .map_or_else(|| Error::Config("no host has any input object".into()), Error::from));
     }
     let objects: Vec<Object> = setup.objects.iter().filter(|o| kept.contains(&o.key)).cloned().collect();
     if objects.len() < setup.objects.len() {
@@ -323,7 +326,11 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
     let rows = global.counts();
     config.ratios.check_counts(&[rows.train, rows.validation, rows.test_set_1, rows.test_set_2])?;
     let numeric = medians(&team, &hosts, &columns, &setup.assigner, &objects, &global, budget)?;
-    let categories = global.categories.iter().map(|set| set.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect()).collect();
+    let categories = global
+        .categories
+        .iter()
+        .map(|set| set.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect())
+        .collect();
     let fitted = FittedTransform::from_stats(schema, &numeric, categories);
     tracing::info!(
         read = rows.read,
@@ -348,7 +355,15 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
         inputs: global.objects.iter().map(|o| o.source.clone()).collect(),
     });
     let names = output::Names::new(&config.output_dir, &hosts);
-    let staged = output::write(&names, &columns, &setup.assigner, &objects, &RowEncoder::new(&fitted), &mine.set_counts(), report.as_ref());
+    let staged = output::write(
+        &names,
+        &columns,
+        &setup.assigner,
+        &objects,
+        &RowEncoder::new(&fitted),
+        &mine.set_counts(),
+        report.as_ref(),
+    );
     // Nobody renames until every host has staged its files whole.
     let (staged, _) = team.share(staged, |_| Vec::new())?;
     staged.commit()?;

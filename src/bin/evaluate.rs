@@ -38,7 +38,9 @@ struct Args {
 }
 
 fn parse_content_type(text: &str) -> Result<ContentType, String> {
-    ContentType::parse(text).ok_or_else(|| format!("`{text}` is not text/csv, text/libsvm, application/x-parquet or application/x-recordio-protobuf"))
+    ContentType::parse(text).ok_or_else(|| {
+        format!("`{text}` is not text/csv, text/libsvm, application/x-parquet or application/x-recordio-protobuf")
+    })
 }
 
 fn main() -> ExitCode {

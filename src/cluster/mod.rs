@@ -139,7 +139,11 @@ impl Settings {
     pub fn from_env() -> Result<Self, String> {
         let secs = |name: &str, default: u64| -> Result<Duration, String> {
             match std::env::var(name) {
-                Ok(v) => v.trim().parse().map(Duration::from_secs).map_err(|_| format!("`{name}` must be seconds. Given: `{v}`")),
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .map(Duration::from_secs)
+                    .map_err(|_| format!("`{name}` must be seconds. Given: `{v}`")),
                 Err(_) => Ok(Duration::from_secs(default)),
             }
         };
@@ -168,7 +172,12 @@ impl Settings {
 
 /// Join the job's collective: the world of one for a single host, else the TCP ring.
 /// `fingerprint` identifies the build and configuration; hosts that differ are refused.
-pub fn join(hosts: &Hosts, job: &str, fingerprint: [u8; 32], settings: &Settings) -> Result<Box<dyn Collective>, ClusterError> {
+pub fn join(
+    hosts: &Hosts,
+    job: &str,
+    fingerprint: [u8; 32],
+    settings: &Settings,
+) -> Result<Box<dyn Collective>, ClusterError> {
     if hosts.world() == 1 {
         return Ok(Box::new(Local));
     }

@@ -79,7 +79,8 @@ impl Hello {
         };
         let job = text()?;
         let refusal = text()?;
-        let hello = Hello { job, world: u32_at(8), rank: u32_at(12), fingerprint: head[16..48].try_into().expect("32 bytes") };
+        let hello =
+            Hello { job, world: u32_at(8), rank: u32_at(12), fingerprint: head[16..48].try_into().expect("32 bytes") };
         Ok((hello, refusal))
     }
 
@@ -107,10 +108,10 @@ impl Ring {
     pub fn connect(hosts: &Hosts, job: &str, fingerprint: [u8; 32], settings: &Settings) -> Result<Self, ClusterError> {
         let (rank, world) = (hosts.rank(), hosts.world());
         let me = Hello { job: job.to_string(), world: world as u32, rank: rank as u32, fingerprint };
-        let listen = settings
-            .addresses
-            .get(&hosts.current)
-            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], settings.port)), |a| SocketAddr::from(([0, 0, 0, 0], a.port())));
+        let listen = settings.addresses.get(&hosts.current).map_or_else(
+            || SocketAddr::from(([0, 0, 0, 0], settings.port)),
+            |a| SocketAddr::from(([0, 0, 0, 0], a.port())),
+        );
         let listener =
             TcpListener::bind(listen).map_err(|source| ClusterError::Listen { addr: listen.to_string(), source })?;
         let deadline = Instant::now() + settings.startup;
@@ -186,15 +187,23 @@ impl Ring {
         });
         sent.map_err(|e| self.io_error(self.next(), operation, e))?;
         self.sent.fetch_add(out.len() as u64 + 8, Ordering::Relaxed);
-        received
-            .map_err(|e| self.io_error(self.prev(), operation, e))?
-            .map_err(|problem| ClusterError::Protocol { host: self.prev().to_string(), operation, problem })
+        received.map_err(|e| self.io_error(self.prev(), operation, e))?.map_err(|problem| ClusterError::Protocol {
+            host: self.prev().to_string(),
+            operation,
+            problem,
+        })
     }
 }
 
 /// Resolve and connect to the next host, retrying until the deadline; introduce ourselves
 /// and check its answer.
-fn connect_next(host: &str, rank: usize, me: &Hello, settings: &Settings, deadline: Instant) -> Result<TcpStream, ClusterError> {
+fn connect_next(
+    host: &str,
+    rank: usize,
+    me: &Hello,
+    settings: &Settings,
+    deadline: Instant,
+) -> Result<TcpStream, ClusterError> {
     let started = Instant::now();
     let mut last_problem = String::new();
     loop {
@@ -249,7 +258,11 @@ fn connect_next(host: &str, rank: usize, me: &Hello, settings: &Settings, deadli
             }
         }
         if Instant::now() >= deadline {
-            return Err(ClusterError::Resolve { host: host.to_string(), waited: started.elapsed(), problem: last_problem });
+            return Err(ClusterError::Resolve {
+                host: host.to_string(),
+                waited: started.elapsed(),
+                problem: last_problem,
+            });
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -266,7 +279,9 @@ fn accept_prev(
     deadline: Instant,
 ) -> Result<TcpStream, ClusterError> {
     let started = Instant::now();
-    listener.set_nonblocking(true).map_err(|source| ClusterError::Listen { addr: format!("port {}", settings.port), source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ClusterError::Listen { addr: format!("port {}", settings.port), source })?;
     loop {
         match listener.accept() {
             Ok((mut stream, from)) => {
@@ -284,10 +299,9 @@ fn accept_prev(
                             let _ = stream.write_all(&me.encode(Some(&problem)));
                             return Err(ClusterError::Handshake { host: host.to_string(), problem });
                         }
-                        stream
-                            .write_all(&me.encode(None))
-                            .and_then(|()| stream.flush())
-                            .map_err(|source| ClusterError::Lost { host: host.to_string(), operation: "setup", source })?;
+                        stream.write_all(&me.encode(None)).and_then(|()| stream.flush()).map_err(|source| {
+                            ClusterError::Lost { host: host.to_string(), operation: "setup", source }
+                        })?;
                         return Ok(stream);
                     }
                 }
@@ -407,12 +421,8 @@ mod tests {
                     (h.clone(), SocketAddr::from(([127, 0, 0, 1], port)))
                 })
                 .collect();
-            let settings = Settings {
-                port: 0,
-                addresses,
-                startup: Duration::from_secs(20),
-                timeout: Duration::from_secs(20),
-            };
+            let settings =
+                Settings { port: 0, addresses, startup: Duration::from_secs(20), timeout: Duration::from_secs(20) };
             let results: Vec<(Vec<i64>, Vec<Vec<u8>>)> = std::thread::scope(|s| {
                 let handles: Vec<_> = hosts
                     .iter()

@@ -250,7 +250,9 @@ fn parse_plain(field: &[u8]) -> Option<f32> {
 
 fn is_word(text: &[u8]) -> bool {
     let t = text.strip_prefix(b"-").or_else(|| text.strip_prefix(b"+")).unwrap_or(text);
-    t.eq_ignore_ascii_case(b"inf") || t.eq_ignore_ascii_case(b"infinity") || t.len() >= 3 && t[..3].eq_ignore_ascii_case(b"nan")
+    t.eq_ignore_ascii_case(b"inf")
+        || t.eq_ignore_ascii_case(b"infinity")
+        || t.len() >= 3 && t[..3].eq_ignore_ascii_case(b"nan")
 }
 
 #[cfg(test)]

@@ -174,8 +174,7 @@ fn split_csv_core(reader: &mut csv_core::Reader, line: &[u8], record: &mut Recor
         return Err("the line could not be split");
     }
     // Empty input ends the record; counts are per call, field ends are cumulative.
-    let (result, _, _, more_fields) =
-        reader.read_record(&[], &mut record.bytes[written..], &mut record.ends[fields..]);
+    let (result, _, _, more_fields) = reader.read_record(&[], &mut record.bytes[written..], &mut record.ends[fields..]);
     match result {
         csv_core::ReadRecordResult::Record => {
             let ends = &record.ends[..fields + more_fields];

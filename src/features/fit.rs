@@ -117,7 +117,8 @@ impl FittedTransform {
 fn sort_categories(categories: &mut [String]) {
     let numbers: Option<Vec<f64>> = categories.iter().map(|c| c.parse::<f64>().ok()).collect();
     if numbers.is_some() {
-        categories.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse::<f64>().unwrap()).then_with(|| a.cmp(b)));
+        categories
+            .sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse::<f64>().unwrap()).then_with(|| a.cmp(b)));
     } else {
         categories.sort();
     }
@@ -266,10 +267,21 @@ mod tests {
     #[test]
     fn apply_on_raw_fields_matches_what_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let object = write(dir.path(), "d.csv", "18,8,307,130,3504,12,70,1,a\n20,4,97,?,2130,14.5,71,3,b\n30,4,90,70,2000,16,72,2,c\n");
+        let object = write(
+            dir.path(),
+            "d.csv",
+            "18,8,307,130,3504,12,70,1,a\n20,4,97,?,2130,14.5,71,3,b\n30,4,90,70,2000,16,72,2,c\n",
+        );
         let schema = Schema::auto_mpg();
         let mut numeric = vec![Moments::default(); 6];
-        for (column, values) in numeric.iter_mut().zip([[8.0, 4.0], [307.0, 97.0], [130.0, f64::NAN], [3504.0, 2130.0], [12.0, 14.5], [70.0, 71.0]]) {
+        for (column, values) in numeric.iter_mut().zip([
+            [8.0, 4.0],
+            [307.0, 97.0],
+            [130.0, f64::NAN],
+            [3504.0, 2130.0],
+            [12.0, 14.5],
+            [70.0, 71.0],
+        ]) {
             values.iter().filter(|v| !v.is_nan()).for_each(|&v| column.push(v));
         }
         let fits: Vec<NumericFit> =

@@ -68,7 +68,8 @@ impl Columns {
     }
 
     fn markers(&self) -> String {
-        let mut shown: Vec<String> = self.missing_markers.iter().map(|m| format!("`{}`", String::from_utf8_lossy(m))).collect();
+        let mut shown: Vec<String> =
+            self.missing_markers.iter().map(|m| format!("`{}`", String::from_utf8_lossy(m))).collect();
         shown.push("an empty field".into());
         shown.join(", ")
     }
@@ -153,8 +154,8 @@ impl Rows<'_> {
                     *slot = if columns.is_missing(text) {
                         f64::NAN
                     } else {
-                        let value =
-                            parse_number(text).map_err(|p| malformed(c, format!("{p}; missing markers: {}", columns.markers())))?;
+                        let value = parse_number(text)
+                            .map_err(|p| malformed(c, format!("{p}; missing markers: {}", columns.markers())))?;
                         if !value.is_finite() {
                             return Err(malformed(c, format!("`{value}` is not finite; use a missing marker")));
                         }
@@ -228,7 +229,9 @@ pub fn read_object<T: Send>(
         .split(&first, &mut record)
         .map_err(|problem| DataError::Malformed { at: at(line_no), problem: problem.to_string() })?;
     let (positions, header, carry, next_line) = match header_positions(&columns.names, columns.label, &record) {
-        Some(found) => (found.map_err(|problem| DataError::Malformed { at: at(line_no), problem })?, true, Vec::new(), line_no + 1),
+        Some(found) => {
+            (found.map_err(|problem| DataError::Malformed { at: at(line_no), problem })?, true, Vec::new(), line_no + 1)
+        }
         None => ((0..columns.names.len()).collect(), false, first, line_no),
     };
 
@@ -290,8 +293,7 @@ pub fn parse_number(field: &[u8]) -> Result<f64, String> {
 }
 
 /// Powers of ten that f64 holds exactly.
-const EXACT_POWERS: [f64; 16] =
-    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+const EXACT_POWERS: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
 
 /// `[+-]digits[.digits]` with at most 15 digits, without the general parser: the digits
 /// make an integer below 2^53 and the divisor a power of ten f64 holds exactly, so one
@@ -363,7 +365,10 @@ pub(crate) mod tests {
 
     /// Every labelled row as (index, label, numeric values, categorical fields).
     #[allow(clippy::type_complexity)]
-    pub fn read_all(schema: &Schema, object: &Object) -> Result<(Vec<(u64, f64, Vec<f64>, Vec<Option<String>>)>, Opened), DataError> {
+    pub fn read_all(
+        schema: &Schema,
+        object: &Object,
+    ) -> Result<(Vec<(u64, f64, Vec<f64>, Vec<Option<String>>)>, Opened), DataError> {
         let columns = Columns::new(schema);
         let mut all = Vec::new();
         let opened = read_object(
@@ -460,7 +465,11 @@ pub(crate) mod tests {
         for _ in 0..200_000 {
             state = crate::features::split::mix(state);
             let text = format!("{}.{}", state % 100_000, (state >> 20) % 1_000_000);
-            assert_eq!(plain_decimal(text.as_bytes()).unwrap().to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+            assert_eq!(
+                plain_decimal(text.as_bytes()).unwrap().to_bits(),
+                text.parse::<f64>().unwrap().to_bits(),
+                "{text}"
+            );
         }
     }
 

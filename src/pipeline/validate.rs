@@ -296,7 +296,11 @@ fn check_get(definition: &Definition, from: &super::definition::Step, get: &str)
 
 /// Whether a step in `inner` runs only when `outer` is taken: the same branch, or a branch of
 /// a condition that itself runs in `outer` (conditions nest).
-fn within(definition: &Definition, inner: Option<&super::definition::Branch>, outer: &super::definition::Branch) -> bool {
+fn within(
+    definition: &Definition,
+    inner: Option<&super::definition::Branch>,
+    outer: &super::definition::Branch,
+) -> bool {
     let mut branch = inner.cloned();
     // Each step sits in one branch, so the walk ends at the top within the step count.
     for _ in 0..=definition.steps.len() {

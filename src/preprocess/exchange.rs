@@ -27,7 +27,11 @@ impl<'a> Together<'a> {
     /// Send this host's result (its bytes, by `encode`) or its failure to every host, and
     /// receive theirs, by rank. This host's own failure comes back as it was; another's as
     /// [`Error::Peer`].
-    pub fn share<T>(&self, local: Result<T, Error>, encode: impl FnOnce(&T) -> Vec<u8>) -> Result<(T, Vec<Vec<u8>>), Error> {
+    pub fn share<T>(
+        &self,
+        local: Result<T, Error>,
+        encode: impl FnOnce(&T) -> Vec<u8>,
+    ) -> Result<(T, Vec<Vec<u8>>), Error> {
         let message = match &local {
             Ok(value) => {
                 let mut m = vec![OK];

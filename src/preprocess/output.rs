@@ -129,21 +129,27 @@ pub fn write(
     };
     for object in objects {
         let hash = assigner.object(&object.key);
-        super::scan::read_one(columns, object, false, |rows| work(hash, rows), |(out, counts)| {
-            for (set, bytes) in Set::ALL.into_iter().zip(&out) {
-                if bytes.is_empty() {
-                    continue;
+        super::scan::read_one(
+            columns,
+            object,
+            false,
+            |rows| work(hash, rows),
+            |(out, counts)| {
+                for (set, bytes) in Set::ALL.into_iter().zip(&out) {
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    let file = match &mut files[set as usize] {
+                        Some(file) => file,
+                        empty => empty.insert(Partial::create(names.set(set), &mut staged)?),
+                    };
+                    file.write(bytes)?;
                 }
-                let file = match &mut files[set as usize] {
-                    Some(file) => file,
-                    empty => empty.insert(Partial::create(names.set(set), &mut staged)?),
-                };
-                file.write(bytes)?;
-            }
-            written.iter_mut().zip(counts).for_each(|(w, n)| *w += n);
-            buffers.give(out);
-            Ok(())
-        })?;
+                written.iter_mut().zip(counts).for_each(|(w, n)| *w += n);
+                buffers.give(out);
+                Ok(())
+            },
+        )?;
     }
     // The statistics are of the rows the first pass read: the same rows, or nothing.
     if written != *local_sets {
@@ -154,8 +160,8 @@ pub fn write(
     }
     if let Some(report) = report {
         let mut file = Partial::create(names.report(), &mut staged)?;
-        let mut json =
-            serde_json::to_vec_pretty(report).map_err(|e| Error::Write { path: names.report(), source: std::io::Error::other(e) })?;
+        let mut json = serde_json::to_vec_pretty(report)
+            .map_err(|e| Error::Write { path: names.report(), source: std::io::Error::other(e) })?;
         json.push(b'\n');
         file.write(&json)?;
         file.finish()?;

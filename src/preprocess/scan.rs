@@ -7,11 +7,11 @@ use std::collections::{BTreeSet, HashSet};
 use super::Error;
 use crate::data::DataError;
 use crate::data::records::Dialect;
+use crate::features::Set;
 use crate::features::fit::{FitError, MAX_CATEGORIES};
 use crate::features::reader::{Columns, Object, Opened, Rows, SourceFile, read_object};
 use crate::features::split::Assigner;
 use crate::features::stats::{Decoder, Encoder, KeyMap, MedianSearch, Moments, ValueCounts, key};
-use crate::features::Set;
 
 /// What one object's rows gave: everything merged in a fixed order lives here.
 #[derive(Debug, Clone)]
@@ -167,7 +167,12 @@ pub(super) fn read_one<T: Send>(
 }
 
 /// The first pass over this host's objects.
-pub fn statistics(columns: &Columns, assigner: &Assigner, objects: &[Object], budget: usize) -> Result<HostStats, Error> {
+pub fn statistics(
+    columns: &Columns,
+    assigner: &Assigner,
+    objects: &[Object],
+    budget: usize,
+) -> Result<HostStats, Error> {
     let (numeric, categorical) = (columns.numeric.len(), columns.categorical.len());
     let mut host = HostStats {
         objects: Vec::new(),
@@ -226,31 +231,37 @@ pub fn statistics(columns: &Columns, assigner: &Assigner, objects: &[Object], bu
             sets: [0; 4],
             present: vec![Moments::default(); numeric],
         };
-        let opened = read_one(columns, object, true, |rows| work(hash, rows), |chunk: ChunkStats| {
-            stats.source.dropped_without_label += chunk.dropped;
-            for (s, n) in stats.sets.iter_mut().zip(chunk.sets) {
-                *s += n;
-            }
-            for (m, c) in stats.present.iter_mut().zip(&chunk.present) {
-                m.merge(c);
-            }
-            for (counts, chunk_counts) in host.values.iter_mut().zip(&chunk.values) {
-                for (&k, &n) in chunk_counts {
-                    counts.add(k, n, budget);
+        let opened = read_one(
+            columns,
+            object,
+            true,
+            |rows| work(hash, rows),
+            |chunk: ChunkStats| {
+                stats.source.dropped_without_label += chunk.dropped;
+                for (s, n) in stats.sets.iter_mut().zip(chunk.sets) {
+                    *s += n;
                 }
-            }
-            let mut emptied = chunk.values;
-            emptied.iter_mut().for_each(KeyMap::clear);
-            maps.give(emptied);
-            for (c, (all, seen)) in host.categories.iter_mut().zip(chunk.categories).enumerate() {
-                all.extend(seen);
-                if all.len() > MAX_CATEGORIES {
-                    let column = columns.names[columns.categorical[c]].clone();
-                    return Err(FitError::TooManyCategories { column, max: MAX_CATEGORIES }.into());
+                for (m, c) in stats.present.iter_mut().zip(&chunk.present) {
+                    m.merge(c);
                 }
-            }
-            Ok(())
-        })?;
+                for (counts, chunk_counts) in host.values.iter_mut().zip(&chunk.values) {
+                    for (&k, &n) in chunk_counts {
+                        counts.add(k, n, budget);
+                    }
+                }
+                let mut emptied = chunk.values;
+                emptied.iter_mut().for_each(KeyMap::clear);
+                maps.give(emptied);
+                for (c, (all, seen)) in host.categories.iter_mut().zip(chunk.categories).enumerate() {
+                    all.extend(seen);
+                    if all.len() > MAX_CATEGORIES {
+                        let column = columns.names[columns.categorical[c]].clone();
+                        return Err(FitError::TooManyCategories { column, max: MAX_CATEGORIES }.into());
+                    }
+                }
+                Ok(())
+            },
+        )?;
         let s = &mut stats.source;
         let digested = opened.digest.unwrap_or_default();
         (s.sha256, s.bytes, s.gzip, s.dialect, s.header, s.rows) =
@@ -285,14 +296,20 @@ pub fn narrowed_counts(
     };
     for object in objects {
         let hash = assigner.object(&object.key);
-        read_one(columns, object, false, |rows| work(hash, rows), |chunk: Vec<KeyMap>| {
-            for (c, chunk_counts) in counts.iter_mut().zip(&chunk) {
-                for (&k, &n) in chunk_counts {
-                    c.add(k, n, budget);
+        read_one(
+            columns,
+            object,
+            false,
+            |rows| work(hash, rows),
+            |chunk: Vec<KeyMap>| {
+                for (c, chunk_counts) in counts.iter_mut().zip(&chunk) {
+                    for (&k, &n) in chunk_counts {
+                        c.add(k, n, budget);
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
     }
     Ok(counts)
 }

@@ -16,7 +16,11 @@ pub trait Engine {
     fn rounds(&self) -> usize;
 
     /// Run up to `n` more rounds; `on_round(iteration, scores)` after each may stop early.
-    fn train(&mut self, n: usize, on_round: &mut (dyn FnMut(usize, &Scores) -> ControlFlow<()> + Send)) -> Result<(), Error>;
+    fn train(
+        &mut self,
+        n: usize,
+        on_round: &mut (dyn FnMut(usize, &Scores) -> ControlFlow<()> + Send),
+    ) -> Result<(), Error>;
 
     /// The model so far, as XGBoost would save it.
     fn forest(&self) -> Result<Forest, Error>;

@@ -66,7 +66,11 @@ impl Engine for HessboostEngine {
         if self.prune.is_some() { 1 } else { usize::MAX }
     }
 
-    fn train(&mut self, n: usize, on_round: &mut (dyn FnMut(usize, &Scores) -> ControlFlow<()> + Send)) -> Result<(), Error> {
+    fn train(
+        &mut self,
+        n: usize,
+        on_round: &mut (dyn FnMut(usize, &Scores) -> ControlFlow<()> + Send),
+    ) -> Result<(), Error> {
         let mut trainer = Trainer::new(&self.params, &self.dtrain, n).eval(&self.dtrain, "train");
         if let Some(v) = &self.dvalid {
             trainer = trainer.eval(v, "validation");

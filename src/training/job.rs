@@ -17,12 +17,12 @@ use super::hist::{self, HistEngine};
 use super::hyperparameters::{HyperparameterError, Hyperparameters, Parsed};
 use super::{checkpoint, rounds};
 use crate::cluster::{self, Collective, Hosts};
-use crate::emf::Unit;
 use crate::contract::MlRoot;
 use crate::contract::failure::{Fault, StepError};
 use crate::data::DataError;
 use crate::data::blocks::Layout;
 use crate::data::labelled::{self, ContentType, Labelled};
+use crate::emf::Unit;
 use crate::model::forest::Forest;
 
 pub const MODEL_FILE: &str = "xgboost-model";
@@ -199,13 +199,18 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
     let stop = cluster.as_ref().map_or(stop, |team| Arc::clone(&team.agreed_stop));
     let first_host = cluster.as_ref().is_none_or(|t| t.collective.rank() == 0);
     let paths = super::pipe::resolve(ml, &channels, has_validation)?;
-    let setup = Setup { hp: &hp, params, prune, content_type, pool: &pool, stop, checkpoint_every: config.checkpoint_every };
+    let setup =
+        Setup { hp: &hp, params, prune, content_type, pool: &pool, stop, checkpoint_every: config.checkpoint_every };
     if let Some((folds, repeats)) = hp.kfold() {
         if cluster.is_some() {
             return Err(Error::Unsupported("`_kfold` with a ShardedByS3Key train channel on several hosts".into()));
         }
         let report = super::kfold::run(ml, &setup, &paths, folds, repeats, &checkpoint_dir)?;
-        return Ok(Outcome::Trained { rounds: report.models, best_iteration: None, stopped_by_signal: report.stopped_by_signal });
+        return Ok(Outcome::Trained {
+            rounds: report.models,
+            best_iteration: None,
+            stopped_by_signal: report.stopped_by_signal,
+        });
     }
     let Trained { forest, ran, rounds_trained } = train_one(&setup, &paths, &checkpoint_dir, cluster, first_host)?;
     drop(paths);
@@ -219,8 +224,11 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
     }
     tracing::info!(peak_memory_mb = peak_memory_mb(), rounds_trained, saved_rounds = forest.rounds(), "model saved");
     if first_host {
-        let mut figures: Vec<(String, f64, Unit)> =
-            scores.into_iter().flatten().map(|(set, metric, value)| (format!("{set}:{metric}"), *value, Unit::None)).collect();
+        let mut figures: Vec<(String, f64, Unit)> = scores
+            .into_iter()
+            .flatten()
+            .map(|(set, metric, value)| (format!("{set}:{metric}"), *value, Unit::None))
+            .collect();
         figures.push(("PeakMemory".into(), peak_memory_mb() as f64, Unit::Megabytes));
         figures.push(("Rounds".into(), forest.rounds() as f64, Unit::Count));
         crate::emf::emit("train", &figures);
@@ -445,7 +453,12 @@ fn make_engine(
             scale_pos_weight: hp.float("scale_pos_weight").unwrap_or(1.0) as f32,
             empty_validation: has_validation && !team.validation_rows,
         };
-        return Ok(Box::new(HistEngine::new(&params, &inputs, resume.as_ref(), Some((team.collective, team.stop, team.agreed_stop)))?));
+        return Ok(Box::new(HistEngine::new(
+            &params,
+            &inputs,
+            resume.as_ref(),
+            Some((team.collective, team.stop, team.agreed_stop)),
+        )?));
     }
     match hist::unsupported(&params, hp.objective()) {
         None => {

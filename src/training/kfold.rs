@@ -41,7 +41,13 @@ pub(super) fn run(
     }
     let classification = setup.hp.objective().starts_with("binary:") || setup.hp.float("num_class").is_some();
     let seed = setup.hp.float("seed").unwrap_or(0.0) as u64;
-    tracing::info!(repeats, folds, rows = rows.len(), "Run {repeats}-round of {folds}-fold cross validation with {} rows", rows.len());
+    tracing::info!(
+        repeats,
+        folds,
+        rows = rows.len(),
+        "Run {repeats}-round of {folds}-fold cross validation with {} rows",
+        rows.len()
+    );
     let work = Work::new(ml)?;
     let mut predictions = Predictions::new(&rows.labels, repeats, classification);
     let mut all_scores = Vec::new();
@@ -140,7 +146,13 @@ impl Rows {
                 continue;
             }
             // CSV: up to the first delimiter; libsvm: up to a blank or the `:weight`.
-            let end = |b: &u8| if content_type == ContentType::Libsvm { b.is_ascii_whitespace() || *b == b':' } else { matches!(b, b',' | b'\t' | b';' | b'|') };
+            let end = |b: &u8| {
+                if content_type == ContentType::Libsvm {
+                    b.is_ascii_whitespace() || *b == b':'
+                } else {
+                    matches!(b, b',' | b'\t' | b';' | b'|')
+                }
+            };
             let field = &line[..line.iter().position(end).unwrap_or(line.len())];
             let label = dmlc::parse_field(field).filter(|l| l.is_finite()).ok_or_else(|| DataError::Malformed {
                 at: Position { file: file.to_path_buf(), line: number, column: Some("1".into()) },
@@ -154,10 +166,14 @@ impl Rows {
     }
 
     fn read_records(&mut self, file: &Path) -> Result<(), Error> {
-        let mut frames = recordio::FrameReader::new(files::open(file)?.reader, crate::data::binary_blocks::MAX_RECORD_BYTES);
+        let mut frames =
+            recordio::FrameReader::new(files::open(file)?.reader, crate::data::binary_blocks::MAX_RECORD_BYTES);
         let mut payload = Vec::new();
         let mut number = 0u64;
-        let malformed = |problem: String| DataError::Malformed { at: Position { file: file.to_path_buf(), line: 0, column: None }, problem };
+        let malformed = |problem: String| DataError::Malformed {
+            at: Position { file: file.to_path_buf(), line: 0, column: None },
+            problem,
+        };
         while frames.next_into(&mut payload).map_err(|e| malformed(format!("record {}: {e}", number + 1)))? {
             number += 1;
             let label = recordio::record_label(&payload)
@@ -295,7 +311,8 @@ impl Predictions {
                 (f64::from(p[0]), 0.0)
             } else if p.len() > 1 {
                 // Softprob: the most probable class and its probability.
-                let (class, prob) = p.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+                let (class, prob) =
+                    p.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
                 (f64::from(prob), class as f64)
             } else {
                 (f64::from(p[0]), f64::from(u8::from(p[0] > 0.5)))

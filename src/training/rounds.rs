@@ -117,7 +117,9 @@ pub fn run(engine: &mut dyn Engine, plan: &Plan<'_>) -> Result<Ran, Error> {
         };
         engine.train(chunk, &mut on_round)?;
         let rounds = engine.rounds();
-        if plan.save_checkpoints && (rounds % every == 0 || rounds >= plan.num_round || finished || ran.stopped_by_signal) {
+        if plan.save_checkpoints
+            && (rounds % every == 0 || rounds >= plan.num_round || finished || ran.stopped_by_signal)
+        {
             checkpoint::save(plan.checkpoint_dir, rounds, &engine.checkpoint()?)?;
         }
     }
@@ -131,7 +133,13 @@ pub fn run(engine: &mut dyn Engine, plan: &Plan<'_>) -> Result<Ran, Error> {
 /// Python's `repr` of a float, as XGBoost's callback writes `best_score` (`str(float)`).
 pub fn python_float(v: f64) -> String {
     if !v.is_finite() {
-        return if v.is_nan() { "nan".into() } else if v > 0.0 { "inf".into() } else { "-inf".into() };
+        return if v.is_nan() {
+            "nan".into()
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     if v == 0.0 {
         return if v.is_sign_negative() { "-0.0".into() } else { "0.0".into() };

@@ -20,7 +20,8 @@ struct Server {
 
 impl Server {
     fn start(command: &mut Command, port: u16, what: &str) -> Self {
-        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let child =
+            command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(started.elapsed() < Duration::from_secs(60), "{what} did not start");
@@ -45,7 +46,10 @@ fn registry(dir: &Path) -> Server {
     let storage = dir.join("registry");
     std::fs::write(
         &config,
-        format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", storage.display()),
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        ),
     )
     .unwrap();
     Server::start(Command::new(binary).arg("serve").arg(&config), port, "docker-registry")
@@ -127,19 +131,27 @@ fn publish_pushes_the_images_and_creates_updates_and_starts_the_pipeline() {
         assert!(reference.starts_with(&format!("{registry_host}/sagestep-{step}@sha256:")), "{reference}");
     }
     let repositories = aws(&moto, &["ecr", "describe-repositories"]);
-    let mut names: Vec<String> =
-        repositories["repositories"].as_array().unwrap().iter().map(|r| r["repositoryName"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> = repositories["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["repositoryName"].as_str().unwrap().to_string())
+        .collect();
     names.sort();
     assert_eq!(names, steps().iter().map(|s| format!("sagestep-{s}")).collect::<Vec<_>>());
     let described = aws(&moto, &["sagemaker", "describe-pipeline", "--pipeline-name", "sagestep-test"]);
-    let definition: serde_json::Value = serde_json::from_str(described["PipelineDefinition"].as_str().unwrap()).unwrap();
-    let ours: serde_json::Value = serde_json::from_slice(&std::fs::read(repo().join("pipeline.json")).unwrap()).unwrap();
+    let definition: serde_json::Value =
+        serde_json::from_str(described["PipelineDefinition"].as_str().unwrap()).unwrap();
+    let ours: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("pipeline.json")).unwrap()).unwrap();
     assert_eq!(definition, ours, "the pipeline is pipeline.json as it is");
     assert_eq!(described["RoleArn"], role);
 
     // 2. Pull one image back by its digest from the registry.
     let train = images["train"].as_str().unwrap();
-    let _ = Command::new("docker").args(["rmi", &format!("{registry_host}/sagestep-train:{}", recorded["version"].as_str().unwrap())]).output();
+    let _ = Command::new("docker")
+        .args(["rmi", &format!("{registry_host}/sagestep-train:{}", recorded["version"].as_str().unwrap())])
+        .output();
     let pulled = Command::new("docker").args(["pull", "--quiet", train]).output().unwrap();
     assert_success(&pulled);
     let id = |image: &str| {
@@ -158,9 +170,15 @@ fn publish_pushes_the_images_and_creates_updates_and_starts_the_pipeline() {
     assert_eq!(summaries.len(), 1, "{executions}");
     let arn = summaries[0]["PipelineExecutionArn"].as_str().unwrap();
     assert_eq!(String::from_utf8_lossy(&started.stdout).trim(), arn);
-    let parameters = aws(&moto, &["sagemaker", "list-pipeline-parameters-for-execution", "--pipeline-execution-arn", arn]);
+    let parameters =
+        aws(&moto, &["sagemaker", "list-pipeline-parameters-for-execution", "--pipeline-execution-arn", arn]);
     let value = |name: &str| {
-        parameters["PipelineParameters"].as_array().unwrap().iter().find(|p| p["Name"] == name).map(|p| p["Value"].as_str().unwrap().to_string())
+        parameters["PipelineParameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["Name"] == name)
+            .map(|p| p["Value"].as_str().unwrap().to_string())
     };
     assert_eq!(value("TrainImage").as_deref(), Some(train));
     assert_eq!(value("PreprocessImage").as_deref(), images["preprocess"].as_str());
@@ -176,14 +194,19 @@ fn publish_pushes_the_images_and_creates_updates_and_starts_the_pipeline() {
 #[test]
 fn publish_dry_run_prints_every_command_and_refuses_bad_arguments() {
     let run = |args: &[&str]| Command::new(repo().join("docker/publish-ecr.sh")).args(args).output().unwrap();
-    let base = ["--region", "eu-west-1", "--role-arn", "arn:aws:iam::123456789012:role/sm", "--artifact-root", "s3://b/x"];
-    let out = run(&[&["--account", "123456789012", "--dry-run", "--start", "--input-data", "s3://b/raw"][..], &base].concat());
+    let base =
+        ["--region", "eu-west-1", "--role-arn", "arn:aws:iam::123456789012:role/sm", "--artifact-root", "s3://b/x"];
+    let out = run(
+        &[&["--account", "123456789012", "--dry-run", "--start", "--input-data", "s3://b/raw"][..], &base].concat()
+    );
     assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     let registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
     let version = env!("CARGO_PKG_VERSION");
     for expected in [
-        format!("aws --region eu-west-1 ecr get-login-password | docker login --username AWS --password-stdin {registry}"),
+        format!(
+            "aws --region eu-west-1 ecr get-login-password | docker login --username AWS --password-stdin {registry}"
+        ),
         "aws --region eu-west-1 ecr create-repository --repository-name sagestep-train".to_string(),
         format!("docker tag sagestep-serve:{version} {registry}/sagestep-serve:{version}"),
         format!("docker push --quiet {registry}/sagestep-preprocess:{version}"),

@@ -27,8 +27,7 @@ pub fn parts() -> (Vec<(String, String)>, String) {
     (files, validation)
 }
 
-pub const HYPERPARAMETERS: &str =
-    r#"{"num_round": "20", "max_depth": "5", "eta": "0.3", "tree_method": "hist", "eval_metric": "rmse", "nthread": "1"}"#;
+pub const HYPERPARAMETERS: &str = r#"{"num_round": "20", "max_depth": "5", "eta": "0.3", "tree_method": "hist", "eval_metric": "rmse", "nthread": "1"}"#;
 
 /// One host's /opt/ml: its share of the files, the validation channel, the configuration.
 pub fn host_tree(host: usize, world: usize, files: &[&(String, String)], validation: &str, hp: &str) -> MlTree {
@@ -47,7 +46,10 @@ pub fn host_tree(host: usize, world: usize, files: &[&(String, String)], validat
     let hosts: Vec<String> = (1..=world).map(|i| format!("\"algo-{i}\"")).collect();
     ml.write(
         "input/config/resourceconfig.json",
-        format!(r#"{{"current_host": "algo-{host}", "hosts": [{}], "network_interface_name": "eth0"}}"#, hosts.join(",")),
+        format!(
+            r#"{{"current_host": "algo-{host}", "hosts": [{}], "network_interface_name": "eth0"}}"#,
+            hosts.join(",")
+        ),
     );
     ml
 }
@@ -100,7 +102,12 @@ fn every_world_size_and_assignment_trains_the_same_model() {
     let all: Vec<&(String, String)> = files.iter().collect();
     // The reference: one host, the hosts' arithmetic.
     let one = host_tree(1, 1, &all, &validation, HYPERPARAMETERS);
-    let out = Command::new(BIN).arg("train").env("SAGESTEP_ML_ROOT", one.root()).env("SAGESTEP_DISTRIBUTED", "1").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("train")
+        .env("SAGESTEP_ML_ROOT", one.root())
+        .env("SAGESTEP_DISTRIBUTED", "1")
+        .output()
+        .unwrap();
     crate::util::assert_success(&out);
     let reference = std::fs::read(one.path("model/xgboost-model")).unwrap();
     // XGBoost's arithmetic on one host.
@@ -240,7 +247,9 @@ fn unsafe_gid() -> String {
 
 /// A longer training for the fault cases: rounds enough to be stopped in the middle.
 fn long_hp(rounds: u32) -> String {
-    format!(r#"{{"num_round": "{rounds}", "max_depth": "6", "eta": "0.01", "tree_method": "hist", "eval_metric": "rmse", "nthread": "1"}}"#)
+    format!(
+        r#"{{"num_round": "{rounds}", "max_depth": "6", "eta": "0.01", "tree_method": "hist", "eval_metric": "rmse", "nthread": "1"}}"#
+    )
 }
 
 fn docker_trees(world: usize, hp: &str) -> Vec<MlTree> {
@@ -295,7 +304,11 @@ fn faults_fail_every_host_within_the_timeout() {
     }
     for i in [1, 2] {
         let code = hosts.wait(i, Duration::from_secs(60));
-        assert_failed_cleanly(&trees[i - 1], code, &["algo-3", "algo-2", "did not connect", "cannot resolve", "lost host"]);
+        assert_failed_cleanly(
+            &trees[i - 1],
+            code,
+            &["algo-3", "algo-2", "did not connect", "cannot resolve", "lost host"],
+        );
     }
     eprintln!("absent host: the others failed after {:?}", started.elapsed());
     drop(hosts);
@@ -401,9 +414,11 @@ fn wait_for_rounds(ml: &MlTree, rounds: usize) {
     loop {
         let done = std::fs::read_dir(ml.path("checkpoints"))
             .map(|d| {
-                d.filter_map(|e| e.ok()?.file_name().to_string_lossy().strip_prefix("xgboost-checkpoint.")?.parse::<usize>().ok())
-                    .max()
-                    .unwrap_or(0)
+                d.filter_map(|e| {
+                    e.ok()?.file_name().to_string_lossy().strip_prefix("xgboost-checkpoint.")?.parse::<usize>().ok()
+                })
+                .max()
+                .unwrap_or(0)
             })
             .unwrap_or(0);
         if done >= rounds {

@@ -18,7 +18,12 @@ fn run(store: &Path, definition: &Path, engine: &str) -> Output {
     Command::new(BIN)
         .args(["run", definition.to_str().unwrap(), "--engine", engine])
         .args(["--param", &format!("InputData=file://{}", auto_mpg().display())])
-        .args(["--param", "ArtifactRoot=s3://artifacts/auto-mpg", "--param", "ExecutionRoleArn=arn:aws:iam::000000000000:role/test"])
+        .args([
+            "--param",
+            "ArtifactRoot=s3://artifacts/auto-mpg",
+            "--param",
+            "ExecutionRoleArn=arn:aws:iam::000000000000:role/test",
+        ])
         .arg("--work-dir")
         .arg(&work)
         .arg("--store")
@@ -36,7 +41,12 @@ fn checking(data: &Path, into: &Path) -> PathBuf {
     let mut definition: Value = serde_json::from_slice(&std::fs::read(repo().join("pipeline.json")).unwrap()).unwrap();
     let steps = definition["Steps"].as_array_mut().unwrap();
     let check = steps.iter_mut().find(|s| s["Name"] == "DataQualityCheckTestSet2").expect("the check step");
-    let input = check["Arguments"]["ProcessingInputs"].as_array_mut().unwrap().iter_mut().find(|i| i["InputName"] == "data").unwrap();
+    let input = check["Arguments"]["ProcessingInputs"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|i| i["InputName"] == "data")
+        .unwrap();
     input["S3Input"]["S3Uri"] = Value::from(format!("file://{}/", data.display()));
     let path = into.join("pipeline-shifted.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&definition).unwrap()).unwrap();

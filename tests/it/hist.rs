@@ -99,14 +99,20 @@ fn hist_training_gives_xgboosts_model() {
         let old = verdict(&older, case, &model);
         let mut problems = Vec::new();
         if v["predictions_differ"] != 0 {
-            problems.push(format!("{} predictions differ (max relative {})", v["predictions_differ"], v["max_relative_difference"]));
+            problems.push(format!(
+                "{} predictions differ (max relative {})",
+                v["predictions_differ"], v["max_relative_difference"]
+            ));
         }
         let trees_differ = v["trees_differ"].as_array().unwrap();
         if name != "multiclass" && (!trees_differ.is_empty() || v["trees"][0] != v["trees"][1]) {
             problems.push(format!("trees {:?} differ (counts {})", trees_differ, v["trees"]));
         }
         if v["rounds"] != v["xgboost_rounds"] || v["attributes"] != v["xgboost_attributes"] {
-            problems.push(format!("rounds/attributes {} {} vs XGBoost's {} {}", v["rounds"], v["attributes"], v["xgboost_rounds"], v["xgboost_attributes"]));
+            problems.push(format!(
+                "rounds/attributes {} {} vs XGBoost's {} {}",
+                v["rounds"], v["attributes"], v["xgboost_rounds"], v["xgboost_attributes"]
+            ));
         }
         if name.starts_with("early_stopping") {
             let best: u64 = v["attributes"]["best_iteration"].as_str().unwrap_or("x").parse().unwrap_or(u64::MAX);
@@ -182,7 +188,12 @@ fn sparse_rows_with_huge_indices_train_evaluate_and_serve() {
     };
     let eval = limited(
         env!("CARGO_BIN_EXE_evaluate"),
-        &format!("--model {} --test-data {} --output-dir {}", model.display(), test.display(), ml.path("eval").display()),
+        &format!(
+            "--model {} --test-data {} --output-dir {}",
+            model.display(),
+            test.display(),
+            ml.path("eval").display()
+        ),
     );
     crate::util::assert_success(&eval);
     let report: serde_json::Value = serde_json::from_str(&ml.read("eval/evaluation.json")).unwrap();

@@ -350,8 +350,7 @@ fn run_hosts(
     env: &[(&str, &str)],
 ) -> (Vec<MlTree>, Vec<std::process::Output>) {
     let all = objects();
-    let map: Vec<String> =
-        (1..=world).map(|i| format!("algo-{i}=127.0.0.1:{}", crate::serve::free_port())).collect();
+    let map: Vec<String> = (1..=world).map(|i| format!("algo-{i}=127.0.0.1:{}", crate::serve::free_port())).collect();
     let trees: Vec<MlTree> = (1..=world)
         .map(|i| host_tree(i, world, &assignment[i - 1].iter().map(|&k| &all[k]).collect::<Vec<_>>()))
         .collect();
@@ -422,7 +421,10 @@ fn one_and_three_instances_give_the_same_sets_and_report() {
             let host = format!("algo-{}", i + 1);
             let mine = |f: &String| SETS.iter().any(|s| *f == format!("processing/{s}/part-{host}.csv"));
             let report_here = i == 0 && files.contains(&"processing/artifacts/preprocessing.json".to_string());
-            assert!(files.iter().all(|f| mine(f) || (i == 0 && f.ends_with("preprocessing.json"))), "{host}: {files:?}");
+            assert!(
+                files.iter().all(|f| mine(f) || (i == 0 && f.ends_with("preprocessing.json"))),
+                "{host}: {files:?}"
+            );
             assert_eq!(report_here, i == 0, "{host}: only the first host writes the report");
             if assignment[i].is_empty() {
                 assert_eq!(files, ["processing/artifacts/preprocessing.json"], "{host} has no rows to write");

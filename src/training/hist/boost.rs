@@ -11,15 +11,15 @@ use hessboost::metric::Metric;
 use hessboost::objective::{GradPair, Loss};
 
 use super::cuts::Cuts;
+use super::distributed::{self, QuantizedSums};
 use super::evaluate::TreeParams;
 use super::grow::{self, GrowContext, LocalSums, TreeNode};
 use super::matrix::{Bin, BinnedMatrix, Storage};
 use super::metric::Elementwise;
-use super::distributed::{self, QuantizedSums};
 use super::objective::{self, Formula};
-use crate::cluster::Collective;
 use super::partition::Partition;
 use super::sample::{self, ColumnSampler};
+use crate::cluster::Collective;
 use crate::with_bins;
 
 /// A labelled, quantized data set.
@@ -71,7 +71,14 @@ impl MetricImpl {
     }
 
     /// The metric over every host's rows of the set.
-    pub fn eval_global(&self, preds: &[f32], set: &DataSet, name: &str, cluster: &dyn Collective, groups: usize) -> Result<f64, String> {
+    pub fn eval_global(
+        &self,
+        preds: &[f32],
+        set: &DataSet,
+        name: &str,
+        cluster: &dyn Collective,
+        groups: usize,
+    ) -> Result<f64, String> {
         let (labels, weights) = (&set.labels, set.weights.as_deref());
         let sums = match (self, name) {
             (Self::Elementwise(m), _) if groups == 1 => {
@@ -172,7 +179,14 @@ impl Training {
         let g = b.groups;
         self.gpair.resize(rows * g, GradPair { grad: 0.0, hess: 0.0 });
         super::timing::time(0, || {
-            objective::gradient(b.formula, b.loss.as_ref(), &self.margins[0], &self.train.meta(), &mut self.gpair, iteration)
+            objective::gradient(
+                b.formula,
+                b.loss.as_ref(),
+                &self.margins[0],
+                &self.train.meta(),
+                &mut self.gpair,
+                iteration,
+            )
         });
 
         // One group and one tree per round grow on the gradients as they are (sampled in

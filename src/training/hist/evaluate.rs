@@ -123,7 +123,16 @@ impl Split {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn offer(&mut self, loss_chg: f32, feature: u32, value: f32, bin: i32, default_left: bool, left: Stats, right: Stats) {
+    fn offer(
+        &mut self,
+        loss_chg: f32,
+        feature: u32,
+        value: f32,
+        bin: i32,
+        default_left: bool,
+        left: Stats,
+        right: Stats,
+    ) {
         if self.need_replace(loss_chg, feature) {
             let sindex = if default_left { feature | (1 << 31) } else { feature };
             *self = Split { loss_chg, sindex, value, bin, left, right };
@@ -202,7 +211,16 @@ impl Evaluator {
     }
 
     /// `TreeEvaluator::AddSplit`: the children inherit the bounds, narrowed at the midpoint.
-    pub fn add_split(&mut self, p: &TreeParams, nid: usize, left: usize, right: usize, feature: usize, wl: f32, wr: f32) {
+    pub fn add_split(
+        &mut self,
+        p: &TreeParams,
+        nid: usize,
+        left: usize,
+        right: usize,
+        feature: usize,
+        wl: f32,
+        wr: f32,
+    ) {
         if !self.has_constraint {
             return;
         }

@@ -13,9 +13,9 @@ use super::cuts::Cuts;
 use super::evaluate::{self, Evaluator, NodeEntry, RT_EPS, Split, Stats, TreeParams};
 use super::histogram;
 use super::matrix::{BinnedMatrix, Storage};
-use crate::cluster::ClusterError;
 use super::partition::{Partition, Rule};
 use super::sample::ColumnSampler;
+use crate::cluster::ClusterError;
 use hessboost::objective::GradPair;
 
 /// Nodes of one depth expanded together at most (`Driver`'s batch).
@@ -223,7 +223,11 @@ struct Growth<'a> {
 }
 
 /// Grow one tree; `partition` is left holding each leaf's rows.
-pub fn grow(ctx: &GrowContext<'_>, sampler: &mut ColumnSampler, partition: &mut Partition) -> Result<Vec<TreeNode>, ClusterError> {
+pub fn grow(
+    ctx: &GrowContext<'_>,
+    sampler: &mut ColumnSampler,
+    partition: &mut Partition,
+) -> Result<Vec<TreeNode>, ClusterError> {
     let p = ctx.params;
     partition.reset(ctx.matrix.rows);
     let mut g = Growth { ctx, nodes: Vec::new(), snode: Vec::new(), hists: Vec::new(), ev: Evaluator::new(p) };
@@ -247,7 +251,12 @@ pub fn grow(ctx: &GrowContext<'_>, sampler: &mut ColumnSampler, partition: &mut 
         let mut splits = Vec::with_capacity(expand.len());
         for c in &expand {
             let (left, right) = g.apply(c);
-            splits.push((c.nid, left, right, Rule { feature: c.split.feature(), bin: c.split.bin, default_left: c.split.default_left() }));
+            splits.push((
+                c.nid,
+                left,
+                right,
+                Rule { feature: c.split.feature(), bin: c.split.bin, default_left: c.split.default_left() },
+            ));
             if driver.child_valid(c) {
                 valid.push(*c);
             }
@@ -317,7 +326,8 @@ impl Growth<'_> {
         let rows: Vec<&[u32]> = pairs.iter().map(|&(b, _, _)| partition.rows_of(b)).collect();
         let built = super::timing::time(1, || self.ctx.sums.histograms(&rows))?;
         for (&(b, s, parent), hist) in pairs.iter().zip(built) {
-            let parent_hist = self.hists[parent].take().expect("the parent's histogram is kept until its children have theirs");
+            let parent_hist =
+                self.hists[parent].take().expect("the parent's histogram is kept until its children have theirs");
             self.hists[s] = Some(histogram::subtract(&parent_hist, &hist));
             self.hists[b] = Some(hist);
         }
@@ -329,14 +339,16 @@ impl Growth<'_> {
         }
         let feature_sets: Vec<Vec<u32>> = entries.iter().map(|&(_, depth)| sampler.features(depth)).collect();
         let (p, ev, cuts) = (self.ctx.params, &self.ev, self.ctx.cuts);
-        Ok(super::timing::time(3, || entries
-            .par_iter()
-            .zip(&feature_sets)
-            .map(|(&(nid, depth), features)| {
-                let hist = self.hists[nid].as_ref().expect("built above");
-                let split = evaluate::best_split(p, ev, cuts, nid, &self.snode[nid], hist, features);
-                Candidate { nid, depth, split }
-            })
-            .collect()))
+        Ok(super::timing::time(3, || {
+            entries
+                .par_iter()
+                .zip(&feature_sets)
+                .map(|(&(nid, depth), features)| {
+                    let hist = self.hists[nid].as_ref().expect("built above");
+                    let split = evaluate::best_split(p, ev, cuts, nid, &self.snode[nid], hist, features);
+                    Candidate { nid, depth, split }
+                })
+                .collect()
+        }))
     }
 }

@@ -102,7 +102,8 @@ pub fn training(path: &Path, layout: Layout, max_bin: usize, name: &str) -> Resu
         matrix.add_columns();
     }
     tracing::debug!(seconds = clock.elapsed().as_secs_f64(), "binned");
-    let set = DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights, row_keys: None };
+    let set =
+        DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights, row_keys: None };
     Ok(Loaded { set, cuts, features, summary })
 }
 
@@ -153,7 +154,12 @@ pub(super) fn add_counts(dense: &mut Vec<u64>, sparse: &mut HashMap<u32, u64>, c
 /// XGBoost sizes each feature's sketch by its present count, known only once the channel is
 /// read. A dense text channel guesses the counts from its first block and sketches while
 /// counting: one pass. A feature whose guess gave another sketch size is sketched again.
-fn sketch_guessing_sizes(path: &Path, layout: Layout, max_bin: usize, probe: &blocks::Probe) -> Result<Sketched, DataError> {
+fn sketch_guessing_sizes(
+    path: &Path,
+    layout: Layout,
+    max_bin: usize,
+    probe: &blocks::Probe,
+) -> Result<Sketched, DataError> {
     let rows = probe.estimated_rows();
     let guessed: Vec<usize> =
         probe.present.iter().map(|&n| (rows * n as f64 / probe.rows as f64).round() as usize).collect();
@@ -196,7 +202,8 @@ fn sketch_guessing_sizes(path: &Path, layout: Layout, max_bin: usize, probe: &bl
             Ok(())
         })?;
     }
-    let features = FeatureMap { original: (0..summary.width as u32).collect(), num_feature: summary.width, dense: true };
+    let features =
+        FeatureMap { original: (0..summary.width as u32).collect(), num_feature: summary.width, dense: true };
     Ok(Sketched { targets, summary, features, col_size: counts, sketches })
 }
 
@@ -229,10 +236,15 @@ fn scan_then_sketch(path: &Path, layout: Layout, max_bin: usize) -> Result<Sketc
     };
     let mut sketches: Vec<Sketch> = col_size.iter().map(|&n| Sketch::for_column(n as usize, max_bin)).collect();
     if summary.sparse {
-        blocks::for_each_block(path, layout, |block| Ok(by_feature(&block, &features)), |columns| {
-            push_columns(&mut sketches, columns);
-            Ok(())
-        })?;
+        blocks::for_each_block(
+            path,
+            layout,
+            |block| Ok(by_feature(&block, &features)),
+            |columns| {
+                push_columns(&mut sketches, columns);
+                Ok(())
+            },
+        )?;
     } else {
         let all = vec![true; sketches.len()];
         blocks::for_each_block(path, layout, Ok, |block| {
@@ -300,7 +312,11 @@ pub fn evaluation(
         |(block, binned)| {
             if dense && block.width != features.len() {
                 return Err(DataError::Malformed {
-                    at: crate::data::Position { file: (*block.file).clone(), line: block.lines.first().copied().unwrap_or(0), column: None },
+                    at: crate::data::Position {
+                        file: (*block.file).clone(),
+                        line: block.lines.first().copied().unwrap_or(0),
+                        column: None,
+                    },
                     problem: format!("{} feature columns; the training data has {}", block.width, features.len()),
                 });
             }
@@ -310,7 +326,10 @@ pub fn evaluation(
         },
     )?;
     matrix.shrink_to_fit();
-    Ok((DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights, row_keys: None }, summary))
+    Ok((
+        DataSet { name: name.to_string(), matrix, labels: targets.labels, weights: targets.weights, row_keys: None },
+        summary,
+    ))
 }
 
 fn matrix_template(features: &FeatureMap, dense: bool, largest: u32) -> BinnedMatrix {
@@ -331,25 +350,32 @@ pub(super) fn bin_pass(
 ) -> Result<BinnedMatrix, DataError> {
     let mut matrix = BinnedMatrix::new(features.len(), dense, largest, any_missing, rows);
     let template = matrix.block(0);
-    blocks::for_each_block(path, layout, |block| Ok(bin_block(&block, cuts, features, &template, fine)), |binned| {
-        matrix.append(&binned);
-        Ok(())
-    })?;
+    blocks::for_each_block(
+        path,
+        layout,
+        |block| Ok(bin_block(&block, cuts, features, &template, fine)),
+        |binned| {
+            matrix.append(&binned);
+            Ok(())
+        },
+    )?;
     matrix.shrink_to_fit();
     Ok(matrix)
 }
 
 /// One block's bins, in `template`'s layout. Fine bins count the thresholds `[min, cuts..]`
 /// at or below each value.
-fn bin_block(block: &RowBlock, cuts: &Cuts, features: &FeatureMap, template: &BinnedMatrix, fine: bool) -> BinnedMatrix {
+fn bin_block(
+    block: &RowBlock,
+    cuts: &Cuts,
+    features: &FeatureMap,
+    template: &BinnedMatrix,
+    fine: bool,
+) -> BinnedMatrix {
     let mut out = template.block(block.rows());
     let binner = super::cuts::Binner::new(cuts);
     let bin = |f: usize, v: f32| -> u32 {
-        if fine {
-            u32::from(v >= cuts.min_values[f]) + binner.count_at_most(f, v) as u32
-        } else {
-            binner.bin(f, v)
-        }
+        if fine { u32::from(v >= cuts.min_values[f]) + binner.count_at_most(f, v) as u32 } else { binner.bin(f, v) }
     };
     for r in 0..block.rows() {
         if out.is_dense() {

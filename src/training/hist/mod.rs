@@ -165,15 +165,23 @@ impl HistEngine {
         checkpoint: Option<&Forest>,
         cluster: Option<(Arc<dyn Collective>, Arc<AtomicBool>, Arc<AtomicBool>)>,
     ) -> Result<Self, Error> {
-        let engine_error = |e: hessboost::error::HessboostError| Error::Channel(format!("the data cannot be used: {e}"));
+        let engine_error =
+            |e: hessboost::error::HessboostError| Error::Channel(format!("the data cannot be used: {e}"));
         let loaded = match &cluster {
             None => load::training(&inputs.train, inputs.layout, params.max_bin, "train")?,
-            Some((c, _, _)) => shards::training(&inputs.train, inputs.layout, params.max_bin, params.seed, c.as_ref(), params.subsample < 1.0)
-                .map_err(|e| match e {
-                    shards::ShardError::Data(d) => Error::Data(d),
-                    shards::ShardError::Cluster(c) => Error::Cluster(c),
-                    shards::ShardError::Disagree(m) => Error::Channel(m),
-                })?,
+            Some((c, _, _)) => shards::training(
+                &inputs.train,
+                inputs.layout,
+                params.max_bin,
+                params.seed,
+                c.as_ref(),
+                params.subsample < 1.0,
+            )
+            .map_err(|e| match e {
+                shards::ShardError::Data(d) => Error::Data(d),
+                shards::ShardError::Cluster(c) => Error::Cluster(c),
+                shards::ShardError::Disagree(m) => Error::Channel(m),
+            })?,
         };
         let (features, cuts) = (loaded.features, loaded.cuts);
         let mut evals = Vec::new();
@@ -183,7 +191,9 @@ impl HistEngine {
             let (set, width) = match load::evaluation(path, inputs.layout, &cuts, &features, "validation") {
                 Ok((set, summary)) => (set, summary.width),
                 // A host's share of a sharded validation channel can be empty.
-                Err(DataError::Missing { .. } | DataError::NoFiles { .. } | DataError::Empty { .. }) if cluster.is_some() => {
+                Err(DataError::Missing { .. } | DataError::NoFiles { .. } | DataError::Empty { .. })
+                    if cluster.is_some() =>
+                {
                     (empty_set("validation", &features, fine_largest), 0)
                 }
                 Err(e) => return Err(e.into()),
@@ -231,7 +241,9 @@ impl HistEngine {
             },
         };
         if base_margin.len() != groups || base_margin.iter().any(|m| !m.is_finite()) {
-            return Err(Error::Channel(format!("the estimated intercept is not finite ({base_margin:?}); check the labels")));
+            return Err(Error::Channel(format!(
+                "the estimated intercept is not finite ({base_margin:?}); check the labels"
+            )));
         }
         let base_score = match params.base_score {
             Some(bs) => vec![bs as f32; groups],
@@ -243,7 +255,8 @@ impl HistEngine {
                 b
             }
         };
-        let metric_list = if params.eval_metric.is_empty() { vec![loss.default_metric()] } else { params.eval_metric.clone() };
+        let metric_list =
+            if params.eval_metric.is_empty() { vec![loss.default_metric()] } else { params.eval_metric.clone() };
         let metrics = metric_list
             .iter()
             .map(|m| {
@@ -291,7 +304,11 @@ impl Engine for HistEngine {
         self.training.rounds()
     }
 
-    fn train(&mut self, n: usize, on_round: &mut (dyn FnMut(usize, &Scores) -> ControlFlow<()> + Send)) -> Result<(), Error> {
+    fn train(
+        &mut self,
+        n: usize,
+        on_round: &mut (dyn FnMut(usize, &Scores) -> ControlFlow<()> + Send),
+    ) -> Result<(), Error> {
         let target = self.training.rounds() + n;
         while self.training.rounds() < target {
             let scores = self.training.round().map_err(Error::Engine)?;
@@ -339,7 +356,8 @@ pub mod timing {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Instant;
 
-    pub const PHASES: [&str; 7] = ["gradient", "histogram", "partition", "split search", "train margins", "eval margins", "metrics"];
+    pub const PHASES: [&str; 7] =
+        ["gradient", "histogram", "partition", "split search", "train margins", "eval margins", "metrics"];
     static NANOS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
 
     /// Run `f`, adding its time to phase `i`.
@@ -351,8 +369,11 @@ pub mod timing {
     }
 
     pub fn report() {
-        let parts: Vec<String> =
-            PHASES.iter().zip(&NANOS).map(|(p, n)| format!("{p} {:.2}s", n.load(Ordering::Relaxed) as f64 / 1e9)).collect();
+        let parts: Vec<String> = PHASES
+            .iter()
+            .zip(&NANOS)
+            .map(|(p, n)| format!("{p} {:.2}s", n.load(Ordering::Relaxed) as f64 / 1e9))
+            .collect();
         tracing::debug!("time by phase: {}", parts.join(", "));
     }
 }

@@ -83,16 +83,20 @@ pub fn from_forest(forest: &Forest, cuts: &Cuts, features: &FeatureMap) -> Resul
                 base_weight: stat.base_weight,
             };
             if !n.is_leaf() {
-                let f = features
-                    .compact(n.feature() as u32)
-                    .ok_or_else(|| format!("tree {t} splits on feature {}, which this data does not have", n.feature()))?;
+                let f = features.compact(n.feature() as u32).ok_or_else(|| {
+                    format!("tree {t} splits on feature {}, which this data does not have", n.feature())
+                })?;
                 let fc = f as usize;
                 node.feature = f;
                 node.bin = if n.value == cuts.min_values[fc] {
                     -1
                 } else {
                     cuts.feature_cuts(fc).iter().position(|&c| c == n.value).map(|i| i as i32).ok_or_else(|| {
-                        format!("tree {t} splits feature {} at {}, which is not one of this data's cut points", n.feature(), n.value)
+                        format!(
+                            "tree {t} splits feature {} at {}, which is not one of this data's cut points",
+                            n.feature(),
+                            n.value
+                        )
                     })?
                 };
             }

@@ -42,7 +42,14 @@ pub fn sigmoid(x: f32) -> f32 {
 const CHUNK: usize = 1 << 14;
 
 /// Gradients at `preds` (`rows x outputs`) into `out`.
-pub fn gradient(formula: Formula, loss: &dyn Loss, preds: &[f32], meta: &MetaInfo<'_>, out: &mut [GradPair], iteration: usize) {
+pub fn gradient(
+    formula: Formula,
+    loss: &dyn Loss,
+    preds: &[f32],
+    meta: &MetaInfo<'_>,
+    out: &mut [GradPair],
+    iteration: usize,
+) {
     let labels = meta.label_values();
     let weights = meta.weights;
     match formula {

@@ -5,8 +5,8 @@
 //! seed, the tree and the row, so they do not depend on threads or on how rows are split
 //! across hosts.
 
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use hessboost::objective::GradPair;

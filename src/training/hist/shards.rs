@@ -16,8 +16,8 @@ use super::load::{self, FeatureMap, Loaded, Targets};
 use super::sketch::Sketch;
 use crate::cluster::{ClusterError, Collective};
 use crate::data::DataError;
-use crate::data::labelled::ContentType;
 use crate::data::blocks::{self, BlockSummary, Layout, RowBlock};
+use crate::data::labelled::ContentType;
 
 /// Rows the cuts are sketched from at most (in expectation). Measured on 1M x 28: a sample
 /// of 2^19 rows moved the validation RMSE 1.0% from the one-host model's; the whole set, 0%.
@@ -75,7 +75,9 @@ fn each_block(
     consume: impl FnMut(RowBlock) -> Result<(), DataError> + Send,
 ) -> Result<BlockSummary, DataError> {
     match blocks::for_each_block(path, layout, Ok, consume) {
-        Err(DataError::Missing { .. } | DataError::NoFiles { .. } | DataError::Empty { .. }) => Ok(BlockSummary::default()),
+        Err(DataError::Missing { .. } | DataError::NoFiles { .. } | DataError::Empty { .. }) => {
+            Ok(BlockSummary::default())
+        }
         other => other,
     }
 }
@@ -128,7 +130,9 @@ fn decode(mut bytes: &[u8]) -> Result<Vec<Sampled>, String> {
         let raw = take(n.checked_mul(8).ok_or("a huge row")?)?;
         let entries = raw
             .chunks_exact(8)
-            .map(|c| (u32::from_le_bytes(c[..4].try_into().expect("4")), f32::from_le_bytes(c[4..].try_into().expect("4"))))
+            .map(|c| {
+                (u32::from_le_bytes(c[..4].try_into().expect("4")), f32::from_le_bytes(c[4..].try_into().expect("4")))
+            })
             .collect();
         rows.push(Sampled { file, line, weight, entries });
     }
@@ -167,11 +171,8 @@ pub fn training(
 
     // 2. Sample rows by the hash of their name; every host sketches the union in name order.
     let wanted = sample_rows(&features);
-    let threshold = if total[0] as u64 <= wanted {
-        u64::MAX
-    } else {
-        ((wanted as f64 / total[0] as f64) * u64::MAX as f64) as u64
-    };
+    let threshold =
+        if total[0] as u64 <= wanted { u64::MAX } else { ((wanted as f64 / total[0] as f64) * u64::MAX as f64) as u64 };
     let mut sample = Vec::new();
     let mut row_keys = Vec::new();
     let mut names: BTreeMap<String, u64> = BTreeMap::new();
@@ -216,7 +217,8 @@ pub fn training(
     tracing::info!(rows = summary.rows, total_rows = total[0], sampled = all.len(), "cut points agreed by every host");
 
     // 3. Bin this host's rows.
-    let any_missing = !sparse && (dense_counts.len() < features.len() || dense_counts.iter().any(|&n| (n as usize) < summary.rows));
+    let any_missing =
+        !sparse && (dense_counts.len() < features.len() || dense_counts.iter().any(|&n| (n as usize) < summary.rows));
     let largest = cuts.max_bins_per_feature().saturating_sub(1) as u32;
     let matrix = if summary.rows == 0 {
         super::matrix::BinnedMatrix::new(features.len(), !sparse, largest, any_missing, 0)
@@ -254,7 +256,9 @@ fn agree_features(
         let mut union: Vec<u32> = cluster
             .allgather(&bytes)?
             .iter()
-            .flat_map(|b| b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect::<Vec<_>>())
+            .flat_map(|b| {
+                b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect::<Vec<_>>()
+            })
             .collect();
         union.sort_unstable();
         union.dedup();

@@ -224,7 +224,14 @@ impl Sketch {
     /// The sketch XGBoost makes for a column with `col_size` present entries.
     pub fn for_column(col_size: usize, max_bin: usize) -> Self {
         let (_, limit) = limit_size_level(col_size, column_eps(max_bin, col_size));
-        Self { limit, queue: Vec::new(), levels: Vec::new(), flushed: false, scratch: Vec::new(), sort_scratch: Vec::new() }
+        Self {
+            limit,
+            queue: Vec::new(),
+            levels: Vec::new(),
+            flushed: false,
+            scratch: Vec::new(),
+            sort_scratch: Vec::new(),
+        }
     }
 
     /// The size each level's summary is pruned to.
