@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::contract::MlRoot;
 use crate::contract::failure::{Fault, StepError};
 use crate::data::DataError;
-use crate::data::labelled::{self, ContentType};
+use crate::data::labelled;
+use crate::data::rows::ContentType;
 use crate::metrics::{self, BinaryMetrics, Bootstrap, MulticlassMetrics, RegressionMetrics};
 use crate::model::{Ensemble, Matrix, ModelError, Objective, TreeLimit};
 

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::contract::MlRoot;
-use crate::data::blocks::{self, Layout};
-use crate::data::labelled::{self, ContentType};
+use crate::data::blocks;
+use crate::data::labelled;
+use crate::data::rows::{ContentType, Layout};
 
 /// A target: its name (the directory of its findings, `tests/data/fuzz/<name>/`) and what it
 /// does with one input.
@@ -57,7 +58,7 @@ pub fn request_decode(data: &[u8]) {
     let input = [Input::Csv, Input::Libsvm, Input::Json, Input::JsonLines, Input::RecordIo][usize::from(*kind) % 5];
     let num_feature = usize::from(*features);
     let stride = usize::from(*stride % 4) + 1;
-    let used: Vec<u32> = (0..num_feature as u32).filter(|f| *f as usize % stride == 0).collect();
+    let used: Vec<u32> = (0..num_feature as u32).filter(|f| (*f as usize).is_multiple_of(stride)).collect();
     let width = if input.is_sparse() { used.len().max(1) } else { num_feature.max(1) };
     // Small blocks, so that a body is handed on in several.
     let block_values = 7 * width;
@@ -125,12 +126,12 @@ pub fn train_recordio(data: &[u8]) {
 /// `inputdataconfig.json`, `resourceconfig.json`, `checkpointconfig.json`, or the monitor's
 /// `dataset_format` setting.
 pub fn job_config(data: &[u8]) {
-    use crate::training::job;
+    use crate::training::config;
     let [kind, rest @ ..] = data else { return };
     with_ml_root(|ml| match kind % 5 {
         0 => {
             write(&ml.hyperparameters(), rest);
-            let Ok(raw) = job::read_hyperparameters(&ml.hyperparameters()) else { return };
+            let Ok(raw) = config::read_hyperparameters(&ml.hyperparameters()) else { return };
             let Ok(hp) = crate::training::hyperparameters::Hyperparameters::parse(&raw) else { return };
             let _ = hp.unsupported();
             let _ = hp.exact_prune();
@@ -140,7 +141,8 @@ pub fn job_config(data: &[u8]) {
         }
         1 => {
             write(&ml.input_data_config(), rest);
-            let channels: Result<BTreeMap<String, job::ChannelConfig>, _> = job::read_json(&ml.input_data_config());
+            let channels: Result<BTreeMap<String, config::ChannelConfig>, _> =
+                config::read_json(&ml.input_data_config());
             if let Ok(channels) = channels {
                 for channel in channels.values() {
                     let _ = channel.content_type.as_deref().map(ContentType::parse);
@@ -155,7 +157,7 @@ pub fn job_config(data: &[u8]) {
         }
         3 => {
             write(&ml.checkpoint_config(), rest);
-            let checkpoints: Result<job::CheckpointConfig, _> = job::read_json(&ml.checkpoint_config());
+            let checkpoints: Result<config::CheckpointConfig, _> = config::read_json(&ml.checkpoint_config());
             if let Ok(Some(local)) = checkpoints.map(|c| c.local_path) {
                 let _ = ml.map(&local);
             }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use sagestep::contract::MlRoot;
 use sagestep::contract::failure::{self, Channel};
-use sagestep::data::labelled::ContentType;
+use sagestep::data::rows::ContentType;
 use sagestep::evaluate::{self, Config};
 use sagestep::metrics::Bootstrap;
 

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::blocks::{MAX_FEATURE_INDEX, RowBlock};
-use super::labelled::ContentType;
+use super::rows::{ContentType, MAX_FEATURE_INDEX, RowBlock};
 use super::{DataError, Position, files, parquet_file, recordio};
 
 /// Rows per block.
@@ -15,11 +14,11 @@ const BLOCK_ROWS: usize = 1 << 16;
 /// and the bound on what an untrusted length field can make us allocate.
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
+/// A file's blocks, read one after the other.
+pub(super) type Blocks = Box<dyn Iterator<Item = Result<RowBlock, DataError>>>;
+
 /// The blocks of `file` when `content_type` is a binary format; `None` for text.
-pub(super) fn of(
-    file: &Path,
-    content_type: ContentType,
-) -> Result<Option<Box<dyn Iterator<Item = Result<RowBlock, DataError>>>>, DataError> {
+pub(super) fn of(file: &Path, content_type: ContentType) -> Result<Option<Blocks>, DataError> {
     Ok(match content_type {
         ContentType::Parquet => Some(Box::new(parquet_blocks(file)?)),
         ContentType::RecordIo => Some(Box::new(recordio_blocks(file)?)),

@@ -12,68 +12,11 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::labelled::{ContentType, data_files};
+use super::rows::{ContentType, Layout, MAX_FEATURE_INDEX, RowBlock};
 use super::{DataError, Position, binary_blocks, dmlc, files};
 
 /// Bytes of text per parsed block.
 const CHUNK_BYTES: usize = 4 << 20;
-/// The largest libsvm feature index: XGBoost's node keeps the feature in 31 bits beside the
-/// default direction, and reads a node whose both are all ones (feature 2^31 - 1, missing
-/// values left) as a deleted node, so a model splitting there would not load in XGBoost.
-pub const MAX_FEATURE_INDEX: u32 = (1 << 31) - 2;
-
-/// A block of consecutive rows.
-#[derive(Debug, Clone, Default)]
-pub struct RowBlock {
-    pub file: Arc<PathBuf>,
-    /// Line (or Parquet row) of each row, for messages.
-    pub lines: Vec<u64>,
-    pub labels: Vec<f32>,
-    /// Empty when the rows carry no weights.
-    pub weights: Vec<f32>,
-    /// Dense rows: `rows x width` values. Sparse rows: one value per entry.
-    pub values: Vec<f32>,
-    /// Sparse rows only: `offsets[r]..offsets[r + 1]` are row `r`'s entries.
-    pub offsets: Vec<u32>,
-    /// Sparse rows only: each entry's feature index.
-    pub indices: Vec<u32>,
-    /// Dense width (features per row); 0 for sparse blocks.
-    pub width: usize,
-    pub sparse: bool,
-}
-
-impl RowBlock {
-    pub fn rows(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Row `r`'s features as `(index, value)` pairs (missing values skipped).
-    pub fn entries(&self, r: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
-        let (indices, values): (&[u32], &[f32]) = if self.sparse {
-            let span = self.offsets[r] as usize..self.offsets[r + 1] as usize;
-            (&self.indices[span.clone()], &self.values[span])
-        } else {
-            (&[], &self.values[r * self.width..(r + 1) * self.width])
-        };
-        let sparse = self.sparse;
-        values.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(move |(i, &v)| {
-            let index = if sparse { indices[i] } else { i as u32 };
-            (index, v)
-        })
-    }
-
-    pub(super) fn at(&self, row: usize, column: Option<String>) -> Position {
-        Position { file: (*self.file).clone(), line: self.lines.get(row).copied().unwrap_or(0), column }
-    }
-}
-
-/// How a channel's rows are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    pub content_type: ContentType,
-    /// CSV: the second column is the row's weight (`csv_weights=1`).
-    pub csv_weights: bool,
-}
 
 /// Every block of `path` (a file or a directory), in order. `work` runs on every core, each
 /// block's result then reaches `consume` in input order. A dense channel's width is checked
@@ -84,7 +27,7 @@ pub fn for_each_block<T: Send>(
     work: impl Fn(RowBlock) -> Result<T, DataError> + Sync,
     mut consume: impl FnMut(T) -> Result<(), DataError> + Send,
 ) -> Result<BlockSummary, DataError> {
-    let files = data_files(path)?;
+    let files = files::data_files(path)?;
     let mut summary = BlockSummary::default();
     let batch = 2 * crate::parallel::cores();
     let pool = Pool::default();
@@ -167,7 +110,7 @@ pub fn probe(path: &Path, layout: Layout) -> Result<Option<Probe>, DataError> {
     if layout.content_type != ContentType::Csv {
         return Ok(None);
     }
-    let files = data_files(path)?;
+    let files = files::data_files(path)?;
     let mut total_bytes = 0u64;
     for file in &files {
         if files::open(file)?.gzip {

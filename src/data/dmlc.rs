@@ -30,26 +30,8 @@ pub fn parse_prefix(text: &[u8]) -> (f32, usize) {
         _ => {}
     }
     let signed = |v: f32| if positive { v } else { -v };
-    // inf, infinity, nan, nan(...), case-insensitive.
-    let word = |p: usize, w: &[u8]| w.iter().enumerate().take_while(|(i, c)| at(p + i) | 32 == **c).count();
-    let inf = word(p, b"infinity");
-    if inf == 3 || inf == 8 {
-        return (signed(f32::INFINITY), p + inf);
-    }
-    if word(p, b"nan") == 3 {
-        let mut q = p + 3;
-        if at(q) == b'(' {
-            let mut r = q + 1;
-            while at(r).is_ascii_alphanumeric() || at(r) == b'_' {
-                r += 1;
-            }
-            // XGBoost aborts on `nan(` without `)`; here it is simply not a number.
-            if at(r) != b')' {
-                return (f32::NAN, 0);
-            }
-            q = r + 1;
-        }
-        return (f32::NAN, q);
+    if let Some(special) = special(text, p, positive) {
+        return special;
     }
 
     let digits_start = p;
@@ -80,45 +62,80 @@ pub fn parse_prefix(text: &[u8]) -> (f32, usize) {
         return (signed(value), if p > start { p } else { 0 });
     }
     if matches!(at(p), b'e' | b'E') {
-        p += 1;
-        let mut fraction = false;
-        match at(p) {
-            b'-' => {
-                fraction = true;
-                p += 1;
-            }
-            b'+' => p += 1,
-            _ => {}
-        }
-        let mut exponent: u32 = 0;
-        while at(p).is_ascii_digit() {
-            exponent = exponent.wrapping_mul(10).wrapping_add(u32::from(at(p) - b'0'));
-            p += 1;
-        }
-        if exponent > MAX_EXPONENT {
-            exponent = MAX_EXPONENT;
-        }
-        if exponent == MAX_EXPONENT
-            && ((!fraction && value > MAX_SIGNIFICAND_FOR_MAX_EXPONENT)
-                || (fraction && value < MAX_SIGNIFICAND_FOR_NEG_MAX_EXPONENT))
-        {
-            value = if fraction { MAX_SIGNIFICAND_FOR_NEG_MAX_EXPONENT } else { MAX_SIGNIFICAND_FOR_MAX_EXPONENT };
-        }
-        let mut scale = 1.0f32;
-        while exponent >= 8 {
-            scale *= 1e8f32;
-            exponent -= 8;
-        }
-        while exponent > 0 {
-            scale *= 10.0f32;
-            exponent -= 1;
-        }
-        value = if fraction { value / scale } else { value * scale };
+        (value, p) = scale_by_exponent(text, p + 1, value);
     }
     if matches!(at(p), b'f' | b'F') {
         p += 1;
     }
     (signed(value), p)
+}
+
+/// `inf`, `infinity`, `nan` or `nan(...)` at `p`, case-insensitive: the value (an infinity
+/// signed, a NaN not) and the end, or end 0 for a `nan(` that does not close (not a number).
+#[inline]
+fn special(text: &[u8], p: usize, positive: bool) -> Option<(f32, usize)> {
+    let at = |i: usize| text.get(i).copied().unwrap_or(0);
+    let word = |p: usize, w: &[u8]| w.iter().enumerate().take_while(|(i, c)| at(p + i) | 32 == **c).count();
+    let inf = word(p, b"infinity");
+    if inf == 3 || inf == 8 {
+        return Some((if positive { f32::INFINITY } else { f32::NEG_INFINITY }, p + inf));
+    }
+    if word(p, b"nan") != 3 {
+        return None;
+    }
+    let mut q = p + 3;
+    if at(q) == b'(' {
+        let mut r = q + 1;
+        while at(r).is_ascii_alphanumeric() || at(r) == b'_' {
+            r += 1;
+        }
+        // XGBoost aborts on `nan(` without `)`; here it is simply not a number.
+        if at(r) != b')' {
+            return Some((f32::NAN, 0));
+        }
+        q = r + 1;
+    }
+    Some((f32::NAN, q))
+}
+
+/// The exponent's digits from `p` (after the `e`) applied to `value` as dmlc-core does: a
+/// product of f32 powers of ten, the exponent capped at 38. Returns the value and the end.
+#[inline]
+fn scale_by_exponent(text: &[u8], mut p: usize, mut value: f32) -> (f32, usize) {
+    let at = |i: usize| text.get(i).copied().unwrap_or(0);
+    let mut fraction = false;
+    match at(p) {
+        b'-' => {
+            fraction = true;
+            p += 1;
+        }
+        b'+' => p += 1,
+        _ => {}
+    }
+    let mut exponent: u32 = 0;
+    while at(p).is_ascii_digit() {
+        exponent = exponent.wrapping_mul(10).wrapping_add(u32::from(at(p) - b'0'));
+        p += 1;
+    }
+    if exponent > MAX_EXPONENT {
+        exponent = MAX_EXPONENT;
+    }
+    if exponent == MAX_EXPONENT
+        && ((!fraction && value > MAX_SIGNIFICAND_FOR_MAX_EXPONENT)
+            || (fraction && value < MAX_SIGNIFICAND_FOR_NEG_MAX_EXPONENT))
+    {
+        value = if fraction { MAX_SIGNIFICAND_FOR_NEG_MAX_EXPONENT } else { MAX_SIGNIFICAND_FOR_MAX_EXPONENT };
+    }
+    let mut scale = 1.0f32;
+    while exponent >= 8 {
+        scale *= 1e8f32;
+        exponent -= 8;
+    }
+    while exponent > 0 {
+        scale *= 10.0f32;
+        exponent -= 1;
+    }
+    (if fraction { value / scale } else { value * scale }, p)
 }
 
 /// A whole field as a number, XGBoost's way: surrounding blanks allowed, an empty field is

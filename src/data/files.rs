@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
-use super::DataError;
+use super::{DataError, Position};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const READ_BUFFER: usize = 1 << 20;
@@ -202,6 +202,21 @@ fn decompressed(path: &Path, source: impl Read + Send + 'static) -> Result<Opene
         Box::new(buffered)
     };
     Ok(Opened { reader, gzip })
+}
+
+/// Every regular file at `path`, refusing hidden files (a leftover temporary file must never
+/// be read as data silently).
+pub fn data_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let files = list_files(path)?;
+    if let Some(hidden) = files.iter().find(|f| {
+        f.strip_prefix(path).unwrap_or(f).components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    }) {
+        return Err(DataError::Malformed {
+            at: Position { file: hidden.clone(), line: 0, column: None },
+            problem: "hidden files are not allowed in a data channel; remove it".into(),
+        });
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -5,45 +5,8 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use super::files;
-use super::{DataError, Position};
-
-/// How the rows are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub enum ContentType {
-    #[default]
-    #[serde(rename = "text/csv")]
-    Csv,
-    #[serde(rename = "text/libsvm")]
-    Libsvm,
-    /// The label is the first column; every column numeric, null = missing.
-    #[serde(rename = "application/x-parquet")]
-    Parquet,
-    /// SageMaker's RecordIO-protobuf: a `values` feature tensor (dense or sparse) and a label.
-    #[serde(rename = "application/x-recordio-protobuf")]
-    RecordIo,
-}
-
-impl ContentType {
-    /// SageMaker's names, lowercased, parameters (`; label_size=1`) ignored.
-    pub fn parse(text: &str) -> Option<Self> {
-        let base = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        match base.as_str() {
-            "csv" | "text/csv" => Some(Self::Csv),
-            "libsvm" | "text/libsvm" | "text/x-libsvm" => Some(Self::Libsvm),
-            "parquet" | "application/x-parquet" => Some(Self::Parquet),
-            "recordio-protobuf" | "application/x-recordio-protobuf" => Some(Self::RecordIo),
-            _ => None,
-        }
-    }
-
-    /// A libsvm line has `index:value` pairs after the label.
-    fn sniff(line: &str) -> Self {
-        let mut tokens = line.split_ascii_whitespace();
-        tokens.next();
-        if tokens.next().is_some_and(|t| t.contains(':')) { Self::Libsvm } else { Self::Csv }
-    }
-}
+use super::rows::{ContentType, Layout, MAX_FEATURE_INDEX};
+use super::{DataError, Position, blocks, files};
 
 /// Labels and features: a dense matrix (`rows x cols`, NaN = missing) for CSV and Parquet,
 /// the entries of each row for libsvm (a feature index can be 2^31 - 1).
@@ -107,21 +70,6 @@ impl SparseRows {
     }
 }
 
-/// Every regular file at `path`, refusing hidden files (a leftover temporary file must never
-/// be read as data silently).
-pub fn data_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let files = files::list_files(path)?;
-    if let Some(hidden) = files.iter().find(|f| {
-        f.strip_prefix(path).unwrap_or(f).components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
-    }) {
-        return Err(DataError::Malformed {
-            at: Position { file: hidden.clone(), line: 0, column: None },
-            problem: "hidden files are not allowed in a data channel; remove it".into(),
-        });
-    }
-    Ok(files)
-}
-
 /// Read label-first rows. With `csv_weights`, a CSV's second column is the row weight.
 pub fn read(path: &Path, content_type: Option<ContentType>, csv_weights: bool) -> Result<Labelled, DataError> {
     read_limited(path, content_type, csv_weights, usize::MAX)
@@ -138,7 +86,7 @@ pub fn read_limited(
     if let Some(binary @ (ContentType::Parquet | ContentType::RecordIo)) = content_type {
         return read_binary(path, binary, max_values);
     }
-    let files = data_files(path)?;
+    let files = files::data_files(path)?;
     let mut out = Labelled::default();
     let mut sparse: Vec<Vec<(usize, f32)>> = Vec::new();
     let mut kind = content_type;
@@ -203,8 +151,8 @@ pub fn read_limited(
 fn read_binary(path: &Path, content_type: ContentType, max_values: usize) -> Result<Labelled, DataError> {
     let mut out = Labelled { content_type, ..Default::default() };
     let mut sparse = SparseRows { offsets: vec![0], entries: Vec::new() };
-    let layout = super::blocks::Layout { content_type, csv_weights: false };
-    let summary = super::blocks::for_each_block(path, layout, Ok, |block| {
+    let layout = Layout { content_type, csv_weights: false };
+    let summary = blocks::for_each_block(path, layout, Ok, |block| {
         out.labels.extend_from_slice(&block.labels);
         if block.sparse {
             for r in 0..block.rows() {
@@ -316,7 +264,7 @@ fn libsvm_row(
         }
         let parsed = token.split_once(':').and_then(|(i, v)| Some((i.parse::<usize>().ok()?, v.parse::<f32>().ok()?)));
         let (index, value) = parsed
-            .filter(|(i, _)| *i <= crate::data::blocks::MAX_FEATURE_INDEX as usize)
+            .filter(|(i, _)| *i <= MAX_FEATURE_INDEX as usize)
             .ok_or_else(|| DataError::Malformed { at: at(None), problem: format!("`{token}` is not `index:value`") })?;
         row.push((index, value));
     }

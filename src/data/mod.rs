@@ -9,6 +9,7 @@ pub mod labelled;
 pub mod parquet_file;
 pub mod recordio;
 pub mod records;
+pub mod rows;
 
 use std::path::PathBuf;
 

@@ -273,7 +273,7 @@ mod tests {
             "18,8,307,130,3504,12,70,1,a\n20,4,97,?,2130,14.5,71,3,b\n30,4,90,70,2000,16,72,2,c\n",
         );
         let schema = Schema::auto_mpg();
-        let mut numeric = vec![Moments::default(); 6];
+        let mut numeric = [Moments::default(); 6];
         for (column, values) in numeric.iter_mut().zip([
             [8.0, 4.0],
             [307.0, 97.0],

@@ -275,7 +275,6 @@ pub fn read_object<T: Send>(
         ready = done?;
         pending = next?;
     }
-    drop(read_batch);
     if rows == 0 {
         return Err(DataError::Empty { path: file.to_path_buf() });
     }

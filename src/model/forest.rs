@@ -790,9 +790,9 @@ mod tests {
                 let values: Vec<f32> = (0..n_rows * 5)
                     .map(|i| {
                         let r = (i as u64 * 2654435761) % 1000;
-                        if r % 11 == 0 {
+                        if r.is_multiple_of(11) {
                             f32::NAN
-                        } else if r % 5 == 0 {
+                        } else if r.is_multiple_of(5) {
                             (r % 4) as f32
                         } else {
                             r as f32 / 500.0 - 1.0

@@ -236,19 +236,20 @@ fn constraint_checks(
         }
     }
     let domain_threshold = overrides.domain_content_threshold.unwrap_or(config.domain_content_threshold);
-    if let (Some(domains), Some(share)) = (constraint.domains(), column.domain_share()) {
-        if !domains.is_empty() && share < domain_threshold {
-            found.push((
-                CheckType::CategoricalValuesCheck,
-                format!(
-                    "Categorical values requirement is not met. Expected: {}% of values in the baseline domain \
+    if let (Some(domains), Some(share)) = (constraint.domains(), column.domain_share())
+        && !domains.is_empty()
+        && share < domain_threshold
+    {
+        found.push((
+            CheckType::CategoricalValuesCheck,
+            format!(
+                "Categorical values requirement is not met. Expected: {}% of values in the baseline domain \
                      ({} values). Observed: Only {}% of data is in the domain.",
-                    num(domain_threshold * 100.0),
-                    domains.len(),
-                    num(share * 100.0)
-                ),
-            ));
-        }
+                num(domain_threshold * 100.0),
+                domains.len(),
+                num(share * 100.0)
+            ),
+        ));
     }
     found
 }

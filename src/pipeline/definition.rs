@@ -4,7 +4,11 @@
 //! run time. Steps inside Condition branches are flattened into one list, each remembering
 //! its JSON path and the branch it belongs to.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
+
+use super::expr::{self, Reference};
 
 /// CreatePipeline's limit on an inline definition, in characters.
 pub const MAX_DEFINITION_CHARS: usize = 1_048_576;
@@ -122,6 +126,26 @@ pub struct Step {
     /// JSON path of the step object, e.g. `$.Steps[3].Arguments.IfSteps[0]`.
     pub path: String,
     pub branch: Option<Branch>,
+}
+
+impl Step {
+    /// The steps this one needs before it can run: those it reads (`Get`, `JsonGet`), those
+    /// it names in DependsOn, and the Condition whose branch holds it.
+    pub fn dependencies(&self) -> BTreeSet<String> {
+        let mut needs: BTreeSet<String> = self.depends_on.iter().cloned().collect();
+        if let Some(branch) = &self.branch {
+            needs.insert(branch.condition.clone());
+        }
+        expr::visit_gets(&self.arguments, "", &mut |get, _| {
+            if let Ok(Reference::Property { step: target, .. } | Reference::PropertyFile { step: target, .. }) =
+                expr::parse_reference(get)
+            {
+                needs.insert(target);
+            }
+        });
+        needs.remove(&self.name);
+        needs
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -180,40 +180,6 @@ pub fn statistics(
         categories: vec![BTreeSet::new(); categorical],
     };
     let maps: Recycle<Vec<KeyMap>> = Recycle::new();
-    let work = |hash: u64, rows: &Rows<'_>| -> Result<ChunkStats, DataError> {
-        let mut stats = ChunkStats {
-            sets: [0; 4],
-            dropped: 0,
-            present: vec![Moments::default(); numeric],
-            values: maps.take().unwrap_or_else(|| vec![KeyMap::default(); numeric]),
-            categories: vec![HashSet::new(); categorical],
-        };
-        rows.for_each(|row| {
-            if row.label.is_none() {
-                stats.dropped += 1;
-                return;
-            }
-            let set = assigner.set(hash, row.index);
-            stats.sets[set as usize] += 1;
-            if set != Set::Train {
-                return;
-            }
-            for ((m, counts), &x) in stats.present.iter_mut().zip(&mut stats.values).zip(row.numeric) {
-                if !x.is_nan() {
-                    m.push(x);
-                    *counts.entry(key(x)).or_insert(0) += 1;
-                }
-            }
-            for (c, seen) in stats.categories.iter_mut().enumerate() {
-                if let Some(field) = row.categorical(c)
-                    && !seen.contains(field)
-                {
-                    seen.insert(field.to_vec());
-                }
-            }
-        })?;
-        Ok(stats)
-    };
     for object in objects {
         let hash = assigner.object(&object.key);
         let mut stats = ObjectStats {
@@ -235,32 +201,8 @@ pub fn statistics(
             columns,
             object,
             true,
-            |rows| work(hash, rows),
-            |chunk: ChunkStats| {
-                stats.source.dropped_without_label += chunk.dropped;
-                for (s, n) in stats.sets.iter_mut().zip(chunk.sets) {
-                    *s += n;
-                }
-                for (m, c) in stats.present.iter_mut().zip(&chunk.present) {
-                    m.merge(c);
-                }
-                for (counts, chunk_counts) in host.values.iter_mut().zip(&chunk.values) {
-                    for (&k, &n) in chunk_counts {
-                        counts.add(k, n, budget);
-                    }
-                }
-                let mut emptied = chunk.values;
-                emptied.iter_mut().for_each(KeyMap::clear);
-                maps.give(emptied);
-                for (c, (all, seen)) in host.categories.iter_mut().zip(chunk.categories).enumerate() {
-                    all.extend(seen);
-                    if all.len() > MAX_CATEGORIES {
-                        let column = columns.names[columns.categorical[c]].clone();
-                        return Err(FitError::TooManyCategories { column, max: MAX_CATEGORIES }.into());
-                    }
-                }
-                Ok(())
-            },
+            |rows| chunk_statistics(columns, assigner, hash, rows, &maps),
+            |chunk: ChunkStats| merge_chunk(columns, &mut host, &mut stats, chunk, &maps, budget),
         )?;
         let s = &mut stats.source;
         let digested = opened.digest.unwrap_or_default();
@@ -269,6 +211,83 @@ pub fn statistics(
         host.objects.push(stats);
     }
     Ok(host)
+}
+
+/// One chunk's rows: set sizes, and the training rows' moments, value counts and categories.
+fn chunk_statistics(
+    columns: &Columns,
+    assigner: &Assigner,
+    hash: u64,
+    rows: &Rows<'_>,
+    maps: &Recycle<Vec<KeyMap>>,
+) -> Result<ChunkStats, DataError> {
+    let (numeric, categorical) = (columns.numeric.len(), columns.categorical.len());
+    let mut stats = ChunkStats {
+        sets: [0; 4],
+        dropped: 0,
+        present: vec![Moments::default(); numeric],
+        values: maps.take().unwrap_or_else(|| vec![KeyMap::default(); numeric]),
+        categories: vec![HashSet::new(); categorical],
+    };
+    rows.for_each(|row| {
+        if row.label.is_none() {
+            stats.dropped += 1;
+            return;
+        }
+        let set = assigner.set(hash, row.index);
+        stats.sets[set as usize] += 1;
+        if set != Set::Train {
+            return;
+        }
+        for ((m, counts), &x) in stats.present.iter_mut().zip(&mut stats.values).zip(row.numeric) {
+            if !x.is_nan() {
+                m.push(x);
+                *counts.entry(key(x)).or_insert(0) += 1;
+            }
+        }
+        for (c, seen) in stats.categories.iter_mut().enumerate() {
+            if let Some(field) = row.categorical(c)
+                && !seen.contains(field)
+            {
+                seen.insert(field.to_vec());
+            }
+        }
+    })?;
+    Ok(stats)
+}
+
+/// Add a chunk's statistics to its object's and the host's, in input order.
+fn merge_chunk(
+    columns: &Columns,
+    host: &mut HostStats,
+    stats: &mut ObjectStats,
+    chunk: ChunkStats,
+    maps: &Recycle<Vec<KeyMap>>,
+    budget: usize,
+) -> Result<(), Error> {
+    stats.source.dropped_without_label += chunk.dropped;
+    for (s, n) in stats.sets.iter_mut().zip(chunk.sets) {
+        *s += n;
+    }
+    for (m, c) in stats.present.iter_mut().zip(&chunk.present) {
+        m.merge(c);
+    }
+    for (counts, chunk_counts) in host.values.iter_mut().zip(&chunk.values) {
+        for (&k, &n) in chunk_counts {
+            counts.add(k, n, budget);
+        }
+    }
+    let mut emptied = chunk.values;
+    emptied.iter_mut().for_each(KeyMap::clear);
+    maps.give(emptied);
+    for (c, (all, seen)) in host.categories.iter_mut().zip(chunk.categories).enumerate() {
+        all.extend(seen);
+        if all.len() > MAX_CATEGORIES {
+            let column = columns.names[columns.categorical[c]].clone();
+            return Err(FitError::TooManyCategories { column, max: MAX_CATEGORIES }.into());
+        }
+    }
+    Ok(())
 }
 
 /// A later pass: per open column, the counts of its training values inside its interval.

@@ -934,7 +934,7 @@ mod tests {
         let svm: String = (0..12).map(|i| format!("0 {}:1\n", i % 3)).collect();
         let decoded = decode_in_blocks(Input::Libsvm, svm.as_bytes(), 3, &[0, 2], 10).unwrap();
         assert_eq!(decoded.blocks, vec![5, 5, 2]);
-        let json = format!("[{}]", vec!["[1, 2, 3]"; 7].join(","));
+        let json = format!("[{}]", ["[1, 2, 3]"; 7].join(","));
         let decoded = decode_in_blocks(Input::Json, json.as_bytes(), 3, &ALL, 10).unwrap();
         assert_eq!(decoded.blocks, vec![3, 3, 1]);
         // A model wider than a block: one row at a time.

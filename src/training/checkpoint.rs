@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::job::Error;
+use super::error::Error;
 
 pub const PREFIX: &str = "xgboost-checkpoint.";
 const KEPT: usize = 3;

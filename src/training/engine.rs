@@ -5,7 +5,7 @@
 
 use std::ops::ControlFlow;
 
-use super::job::Error;
+use super::error::Error;
 use crate::model::forest::Forest;
 
 /// One round's metric values: `(data set, metric, value)` in XGBoost's order.

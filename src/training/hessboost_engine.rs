@@ -8,8 +8,8 @@ use std::ops::ControlFlow;
 use hessboost::prelude::{BoostedModel, DMatrix, ModelFormat, Trainer, TrainingParams};
 
 use super::engine::{Engine, Scores};
+use super::error::Error;
 use super::hyperparameters::PrunePlan;
-use super::job::Error;
 use crate::data::labelled::Labelled;
 use crate::model::forest::Forest;
 

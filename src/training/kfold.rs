@@ -14,10 +14,12 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use super::job::{Error, MODEL_FILE, Setup, train_one, write_atomic};
+use super::error::Error;
+use super::fit::{MODEL_FILE, Setup, train_one, write_atomic};
 use super::pipe::ChannelPaths;
 use crate::contract::MlRoot;
-use crate::data::labelled::{self, ContentType};
+use crate::data::labelled;
+use crate::data::rows::ContentType;
 use crate::data::{DataError, Position, dmlc, files, recordio};
 use crate::model::{Ensemble, Member};
 
@@ -106,9 +108,9 @@ impl Rows {
                 "`_kfold` with Parquet channels; use text/csv, text/libsvm or application/x-recordio-protobuf".into(),
             ));
         }
-        let mut files = labelled::data_files(&paths.train)?;
+        let mut files = files::data_files(&paths.train)?;
         if let Some(v) = &paths.validation {
-            files.extend(labelled::data_files(v)?);
+            files.extend(files::data_files(v)?);
         }
         // The rows are held in memory, as the built-in holds its DMatrix: within a quarter of it.
         let budget = crate::parallel::memory_bytes() / 4;

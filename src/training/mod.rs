@@ -2,7 +2,10 @@
 //! quantized `hist` trainer and hessboost), the round loop with early stopping, checkpoints.
 
 pub mod checkpoint;
+pub mod config;
 pub mod engine;
+pub mod error;
+pub mod fit;
 pub mod hessboost_engine;
 pub mod hist;
 pub mod hyperparameters;

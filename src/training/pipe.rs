@@ -8,7 +8,8 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::job::{ChannelConfig, Error};
+use super::config::ChannelConfig;
+use super::error::Error;
 use crate::contract::MlRoot;
 
 /// Where each channel's data is, for as long as it is needed (spools are removed on drop).

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::checkpoint;
 use super::engine::{Engine, Scores};
-use super::job::Error;
+use super::error::Error;
 
 /// How to run the rounds.
 pub struct Plan<'a> {
@@ -118,7 +118,7 @@ pub fn run(engine: &mut dyn Engine, plan: &Plan<'_>) -> Result<Ran, Error> {
         engine.train(chunk, &mut on_round)?;
         let rounds = engine.rounds();
         if plan.save_checkpoints
-            && (rounds % every == 0 || rounds >= plan.num_round || finished || ran.stopped_by_signal)
+            && (rounds.is_multiple_of(every) || rounds >= plan.num_round || finished || ran.stopped_by_signal)
         {
             checkpoint::save(plan.checkpoint_dir, rounds, &engine.checkpoint()?)?;
         }

@@ -409,7 +409,9 @@ fn one_and_three_instances_give_the_same_sets_and_report() {
     let report = one.read("processing/artifacts/preprocessing.json");
     let reference: Vec<Vec<String>> = SETS.iter().map(|s| set_lines(std::slice::from_ref(&one), s)).collect();
 
-    let assignments: [(Vec<Vec<usize>>, &[(&str, &str)]); 2] = [
+    // Objects per host, and the hosts' environment.
+    type Assignment<'a> = (Vec<Vec<usize>>, &'a [(&'a str, &'a str)]);
+    let assignments: [Assignment<'_>; 2] = [
         (vec![vec![0, 1], vec![2, 3, 4], vec![5]], &[]),
         (vec![vec![], vec![5, 0, 3], vec![1, 2, 4]], &[("SAGESTEP_MEDIAN_BUDGET", "64"), ("SAGESTEP_LOG", "info")]),
     ];

@@ -179,7 +179,10 @@ pub fn recordio_labels(body: &[u8]) -> Vec<Vec<f32>> {
 /// (which checks the status and answers the body), each equal to XGBoost's `pred.csv` bit for
 /// bit on the case's 400 rows, which hold missing values: libsvm and sparse RecordIO leave them
 /// out, the dense types send them empty, `null` or NaN.
-pub fn check_every_content_type(call: &dyn Fn(&str, &str, &[u8]) -> Vec<u8>, case: &Path, label: &str) {
+/// Posts a body with a content type and an accept type; answers the response's body.
+pub type Call<'a> = dyn Fn(&str, &str, &[u8]) -> Vec<u8> + 'a;
+
+pub fn check_every_content_type(call: &Call<'_>, case: &Path, label: &str) {
     let rows = read_csv(&case.join("X.csv"));
     let pred = read_csv(&case.join("pred.csv"));
     let outputs = pred[0].len();

@@ -207,7 +207,7 @@ fn stream_object(
     out_path: &Path,
     request: &Request<'_>,
     settings: &Settings,
-    invoke: &(dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync),
+    invoke: &Invoke<'_>,
     stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<(), Streamed> {
     if let Some(dir) = out_path.parent() {
@@ -241,102 +241,27 @@ fn stream_object(
 /// packed meanwhile), and the reader stays at most `2 x concurrency` payloads ahead of the
 /// writer, so at most that many responses wait for their turn.
 fn pipeline(
-    mut payloads: Payloads,
+    payloads: Payloads,
     concurrency: usize,
-    invoke: &(dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync),
+    invoke: &Invoke<'_>,
     stopped: &(dyn Fn() -> bool + Sync),
-    mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
+    write: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<(), Streamed> {
     use std::sync::mpsc;
-    let window = 2 * concurrency.max(1);
-    // Payloads written so far, and whether the writer gave up; the reader waits on it.
-    let progress = (Mutex::new((0usize, false)), std::sync::Condvar::new());
-    let abandoned = AtomicBool::new(false);
-    let give_up = || {
-        abandoned.store(true, Ordering::SeqCst);
-        progress.0.lock().expect("lock").1 = true;
-        progress.1.notify_all();
-    };
+    let window = Window::new(2 * concurrency.max(1));
     let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(0);
     let job_rx = Mutex::new(job_rx);
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Vec<u8>, Streamed>)>();
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
     std::thread::scope(|scope| {
         for _ in 0..concurrency.max(1) {
-            let (job_rx, done_tx, abandoned) = (&job_rx, done_tx.clone(), &abandoned);
-            scope.spawn(move || {
-                loop {
-                    let Ok((n, body)) = job_rx.lock().expect("lock").recv() else { return };
-                    if abandoned.load(Ordering::SeqCst) {
-                        continue;
-                    }
-                    let result = if stopped() {
-                        Err(Streamed::Stopped)
-                    } else {
-                        invoke(&body).map_err(|m| Streamed::Client(format!("payload {}: {m}", n + 1)))
-                    };
-                    if done_tx.send((n, result)).is_err() {
-                        return;
-                    }
-                }
-            });
+            let (job_rx, done_tx, window) = (&job_rx, done_tx.clone(), &window);
+            scope.spawn(move || post_payloads(job_rx, &done_tx, window, invoke, stopped));
         }
-        // The reader: the next payload once the window allows it.
-        let reader_done = done_tx.clone();
-        let progress = &progress;
-        scope.spawn(move || {
-            for n in 0.. {
-                {
-                    let mut state = progress.0.lock().expect("lock");
-                    while !state.1 && n >= state.0 + window {
-                        state = progress.1.wait(state).expect("lock");
-                    }
-                    if state.1 {
-                        return;
-                    }
-                }
-                if stopped() {
-                    let _ = reader_done.send((n, Err(Streamed::Stopped)));
-                    return;
-                }
-                match payloads.next_payload() {
-                    Ok(Some(body)) => {
-                        if job_tx.send((n, body)).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(failure) => {
-                        let _ = reader_done.send((n, Err(failure)));
-                        return;
-                    }
-                }
-            }
-        });
+        let (reader_done, window) = (done_tx.clone(), &window);
+        scope.spawn(move || read_payloads(payloads, &job_tx, &reader_done, window, stopped));
         drop(done_tx);
-        // The writer: responses in payload order.
-        let mut held = std::collections::BTreeMap::new();
-        let mut next = 0;
-        let mut outcome = Ok(());
-        for (n, result) in &done_rx {
-            held.insert(n, result);
-            while let Some(result) = held.remove(&next) {
-                match result.and_then(|body| write(&body).map_err(Streamed::Io)) {
-                    Ok(()) => {
-                        next += 1;
-                        progress.0.lock().expect("lock").0 = next;
-                        progress.1.notify_all();
-                    }
-                    Err(failure) => {
-                        outcome = Err(failure);
-                        break;
-                    }
-                }
-            }
-            if outcome.is_err() {
-                break;
-            }
-        }
-        give_up();
+        let mut outcome = write_in_order(&done_rx, window, write);
+        window.give_up();
         // Let the workers drain what the reader already queued without posting it.
         drop(done_rx);
         if outcome.is_ok() && stopped() {
@@ -344,6 +269,130 @@ fn pipeline(
         }
         outcome
     })
+}
+
+/// Posts one payload to a server: the response's body, or what went wrong.
+type Invoke<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync + 'a;
+
+/// A payload's number and its response (or why there is none).
+type Done = (usize, Result<Vec<u8>, Streamed>);
+
+/// How far the reader may run ahead: payloads written so far, and whether the writer gave
+/// up; the reader waits on it.
+struct Window {
+    size: usize,
+    state: Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+    abandoned: AtomicBool,
+}
+
+impl Window {
+    fn new(size: usize) -> Self {
+        Self {
+            size,
+            state: Mutex::new((0, false)),
+            changed: std::sync::Condvar::new(),
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Wait until payload `n` may be read; false once the writer gave up.
+    fn wait_for_room(&self, n: usize) -> bool {
+        let mut state = self.state.lock().expect("lock");
+        while !state.1 && n >= state.0 + self.size {
+            state = self.changed.wait(state).expect("lock");
+        }
+        !state.1
+    }
+
+    fn written(&self, count: usize) {
+        self.state.lock().expect("lock").0 = count;
+        self.changed.notify_all();
+    }
+
+    fn give_up(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        self.state.lock().expect("lock").1 = true;
+        self.changed.notify_all();
+    }
+
+    fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+}
+
+/// A worker: post each payload it is handed (none once the writer gave up).
+fn post_payloads(
+    jobs: &Mutex<std::sync::mpsc::Receiver<(usize, Vec<u8>)>>,
+    done: &std::sync::mpsc::Sender<Done>,
+    window: &Window,
+    invoke: &Invoke<'_>,
+    stopped: &(dyn Fn() -> bool + Sync),
+) {
+    loop {
+        let Ok((n, body)) = jobs.lock().expect("lock").recv() else { return };
+        if window.abandoned() {
+            continue;
+        }
+        let result = if stopped() {
+            Err(Streamed::Stopped)
+        } else {
+            invoke(&body).map_err(|m| Streamed::Client(format!("payload {}: {m}", n + 1)))
+        };
+        if done.send((n, result)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The reader: the next payload once the window allows it.
+fn read_payloads(
+    mut payloads: Payloads,
+    jobs: &std::sync::mpsc::SyncSender<(usize, Vec<u8>)>,
+    done: &std::sync::mpsc::Sender<Done>,
+    window: &Window,
+    stopped: &(dyn Fn() -> bool + Sync),
+) {
+    for n in 0.. {
+        if !window.wait_for_room(n) {
+            return;
+        }
+        if stopped() {
+            let _ = done.send((n, Err(Streamed::Stopped)));
+            return;
+        }
+        match payloads.next_payload() {
+            Ok(Some(body)) => {
+                if jobs.send((n, body)).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(failure) => {
+                let _ = done.send((n, Err(failure)));
+                return;
+            }
+        }
+    }
+}
+
+/// The writer: responses in payload order, until the first failure.
+fn write_in_order(
+    done: &std::sync::mpsc::Receiver<Done>,
+    window: &Window,
+    mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<(), Streamed> {
+    let mut held = std::collections::BTreeMap::new();
+    let mut next = 0;
+    for (n, result) in done {
+        held.insert(n, result);
+        while let Some(result) = held.remove(&next) {
+            result.and_then(|body| write(&body).map_err(Streamed::Io))?;
+            next += 1;
+            window.written(next);
+        }
+    }
+    Ok(())
 }
 
 /// The request's record and payload settings, checked.

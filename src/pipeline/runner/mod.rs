@@ -12,7 +12,7 @@ mod scheduler;
 mod state;
 mod steps;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
@@ -21,9 +21,8 @@ pub use record::{ExecutionRecord, Status, StepRecord, list_executions};
 use state::Shared;
 
 use super::clock;
-use super::definition::{Definition, ParameterType, Step, StepType};
+use super::definition::{Definition, ParameterType, StepType};
 use super::engine::Engine;
-use super::expr::{self, Reference};
 use super::jobs::Jobs;
 use super::registry::arn;
 use crate::storage::Storage;
@@ -58,24 +57,6 @@ impl Outcome {
     pub fn succeeded(&self) -> bool {
         self.record.status == Status::Succeeded
     }
-}
-
-/// The steps `step` needs before it can run: those it reads (`Get`, `JsonGet`), those it
-/// names in DependsOn, and the Condition whose branch holds it.
-pub fn dependencies(step: &Step) -> BTreeSet<String> {
-    let mut needs: BTreeSet<String> = step.depends_on.iter().cloned().collect();
-    if let Some(branch) = &step.branch {
-        needs.insert(branch.condition.clone());
-    }
-    expr::visit_gets(&step.arguments, "", &mut |get, _| {
-        if let Ok(Reference::Property { step: target, .. } | Reference::PropertyFile { step: target, .. }) =
-            expr::parse_reference(get)
-        {
-            needs.insert(target);
-        }
-    });
-    needs.remove(&step.name);
-    needs
 }
 
 /// Parameters typed per declaration: `--param` values (strings, as StartPipelineExecution

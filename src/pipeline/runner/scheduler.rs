@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::record::Status;
 use super::state::{Shared, StepScope};
 use super::steps::{self, StepContext};
-use super::{RunConfig, cache, dependencies, round3};
+use super::{RunConfig, cache, round3};
 use crate::pipeline::clock;
 use crate::pipeline::definition::Step;
 use crate::pipeline::expr;
@@ -66,7 +66,7 @@ fn readiness(
 /// Launch steps as they become ready; returns the execution's failure reason, if any.
 pub(super) fn schedule(shared: &Shared, jobs: &Jobs<'_>, config: &RunConfig) -> Option<String> {
     let steps = &shared.definition.steps;
-    let needs: HashMap<&str, BTreeSet<String>> = steps.iter().map(|s| (s.name.as_str(), dependencies(s))).collect();
+    let needs: HashMap<&str, BTreeSet<String>> = steps.iter().map(|s| (s.name.as_str(), s.dependencies())).collect();
     let mut status: HashMap<String, Option<Status>> = steps.iter().map(|s| (s.name.clone(), None)).collect();
     let mut failure: Option<String> = None;
     let (done_tx, done_rx) = mpsc::channel::<(String, StepResult)>();

@@ -211,7 +211,7 @@ mod tests {
         assert_eq!((min, cuts), (-1e-5, vec![7.00001]));
         let (min, cuts) = cuts_of(&[f32::NAN; 4], 256);
         assert_eq!(min, 1e-5);
-        assert_eq!(cuts, [2.9999999e-05]);
+        assert_eq!(cuts, [3e-5_f32]);
         let (min, cuts) = cuts_of(&[-2.0, -7.0, -2.0], 256);
         assert_eq!((min, cuts), (-14.00001, vec![-2.0, 1e-5]));
         let (min, cuts) = cuts_of(&[0.0; 5], 256);

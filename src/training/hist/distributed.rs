@@ -24,7 +24,7 @@ const GRADIENT_BITS: i32 = 30;
 
 /// A power of two that maps the largest magnitude `max` to at most 2^bits.
 fn scale_for(max: f64, bits: i32) -> f64 {
-    if !(max > 0.0) || !max.is_finite() {
+    if !(max.is_finite() && max > 0.0) {
         return 1.0;
     }
     2f64.powi(bits - max.log2().ceil() as i32)

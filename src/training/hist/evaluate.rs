@@ -103,6 +103,8 @@ impl Split {
     }
 
     /// `NeedReplace`: larger gain wins; on equal gain the lower feature index.
+    // XGBoost's own `!(loss_chg > new)`, kept as written: with a NaN gain it replaces, as there.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     fn need_replace(&self, new_loss_chg: f32, feature: u32) -> bool {
         if new_loss_chg.is_infinite() {
             false
@@ -215,11 +217,9 @@ impl Evaluator {
         &mut self,
         p: &TreeParams,
         nid: usize,
-        left: usize,
-        right: usize,
+        (left, right): (usize, usize),
         feature: usize,
-        wl: f32,
-        wr: f32,
+        (wl, wr): (f32, f32),
     ) {
         if !self.has_constraint {
             return;

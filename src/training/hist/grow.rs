@@ -298,7 +298,7 @@ impl Growth<'_> {
             sum_hess: parent_sum.h as f32,
             base_weight,
         };
-        self.ev.add_split(p, c.nid, left, right, s.feature(), wl, wr);
+        self.ev.add_split(p, c.nid, (left, right), s.feature(), (wl, wr));
         self.snode.resize(self.nodes.len(), NodeEntry::default());
         self.hists.resize(self.nodes.len(), None);
         self.snode[left] = NodeEntry { stats: s.left, root_gain: self.ev.gain(p, c.nid, s.left) };

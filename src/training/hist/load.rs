@@ -13,7 +13,8 @@ use super::cuts::Cuts;
 use super::matrix::BinnedMatrix;
 use super::sketch::Sketch;
 use crate::data::DataError;
-use crate::data::blocks::{self, BlockSummary, Layout, RowBlock};
+use crate::data::blocks::{self, BlockSummary};
+use crate::data::rows::{Layout, RowBlock};
 
 /// The features that occur, and where each sits in the compact numbering the trainer uses.
 #[derive(Debug, Clone, PartialEq)]

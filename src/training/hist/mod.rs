@@ -23,6 +23,7 @@ pub mod partition;
 pub mod sample;
 pub mod shards;
 pub mod sketch;
+pub mod timing;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -36,10 +37,10 @@ use self::boost::{Booster, Training};
 use self::evaluate::TreeParams;
 use self::load::FeatureMap;
 use super::engine::{Engine, Scores};
-use super::job::Error;
+use super::error::Error;
 use crate::cluster::Collective;
 use crate::data::DataError;
-use crate::data::blocks::Layout;
+use crate::data::rows::Layout;
 use crate::model::forest::{Forest, Objective};
 
 /// Where the channels are and how their rows are laid out.
@@ -156,6 +157,20 @@ fn empty_set(name: &str, features: &FeatureMap, largest: u32) -> boost::DataSet 
     }
 }
 
+/// The hosts of a distributed job: the collective, this host's stop request and the stop
+/// every host agreed on.
+pub type Cluster = (Arc<dyn Collective>, Arc<AtomicBool>, Arc<AtomicBool>);
+
+/// The quantized channels.
+struct Sets {
+    train: boost::DataSet,
+    evals: Vec<boost::DataSet>,
+    features: FeatureMap,
+    cuts: cuts::Cuts,
+    /// The widest row of any channel (on every host).
+    num_feature: usize,
+}
+
 impl HistEngine {
     /// Load and quantize the channels and set up the training: on this host alone
     /// (`cluster` `None`, XGBoost's arithmetic) or with every host of the job.
@@ -163,88 +178,17 @@ impl HistEngine {
         params: &TrainingParams,
         inputs: &Inputs,
         checkpoint: Option<&Forest>,
-        cluster: Option<(Arc<dyn Collective>, Arc<AtomicBool>, Arc<AtomicBool>)>,
+        cluster: Option<Cluster>,
     ) -> Result<Self, Error> {
-        let engine_error =
-            |e: hessboost::error::HessboostError| Error::Channel(format!("the data cannot be used: {e}"));
-        let loaded = match &cluster {
-            None => load::training(&inputs.train, inputs.layout, params.max_bin, "train")?,
-            Some((c, _, _)) => shards::training(
-                &inputs.train,
-                inputs.layout,
-                params.max_bin,
-                params.seed,
-                c.as_ref(),
-                params.subsample < 1.0,
-            )
-            .map_err(|e| match e {
-                shards::ShardError::Data(d) => Error::Data(d),
-                shards::ShardError::Cluster(c) => Error::Cluster(c),
-                shards::ShardError::Disagree(m) => Error::Channel(m),
-            })?,
-        };
-        let (features, cuts) = (loaded.features, loaded.cuts);
-        let mut evals = Vec::new();
-        let mut num_feature = features.num_feature;
-        if let Some(path) = &inputs.validation {
-            let fine_largest = cuts.max_bins_per_feature() as u32 + 1;
-            let (set, width) = match load::evaluation(path, inputs.layout, &cuts, &features, "validation") {
-                Ok((set, summary)) => (set, summary.width),
-                // A host's share of a sharded validation channel can be empty.
-                Err(DataError::Missing { .. } | DataError::NoFiles { .. } | DataError::Empty { .. })
-                    if cluster.is_some() =>
-                {
-                    (empty_set("validation", &features, fine_largest), 0)
-                }
-                Err(e) => return Err(e.into()),
-            };
-            num_feature = num_feature.max(width);
-            evals.push(set);
-        }
-        if inputs.empty_validation {
-            evals.push(empty_set("validation", &features, cuts.max_bins_per_feature() as u32 + 1));
-        }
-        if let Some((c, _, _)) = &cluster {
-            let mut widest = [num_feature as f64];
-            c.allreduce_max(&mut widest).map_err(Error::Cluster)?;
-            num_feature = widest[0] as usize;
-        }
-        let train = loaded.set;
-        tracing::info!(
-            rows = train.labels.len(),
-            features = num_feature,
-            present_features = features.len(),
-            validation_rows = evals.first().map(|v| v.labels.len()),
-            bins = cuts.total_bins(),
-            matrix_mb = train.matrix.bytes() / (1 << 20),
-            "data loaded and quantized"
-        );
-
+        let collective = cluster.as_ref().map(|(c, _, _)| c.as_ref());
+        let Sets { train, evals, features, cuts, num_feature } = load_sets(params, inputs, collective)?;
         let loss = params.loss(1).map_err(|e| Error::Unsupported(e.to_string()))?;
         let objective_name = loss.name().to_string();
         let groups = loss.n_outputs();
-        let meta = MetaInfo::new(&train.labels, train.weights.as_deref(), None);
         for set in std::iter::once(&train).chain(&evals) {
             loss.validate_info(&set.meta()).map_err(|e| Error::Channel(format!("the {} data: {e}", set.name)))?;
         }
-        let base_margin = match params.base_score {
-            Some(bs) => {
-                loss.validate_base_score(bs).map_err(engine_error)?;
-                let mut scores = vec![bs as f32; groups];
-                loss.probs_to_margins(&mut scores);
-                scores
-            }
-            None => match &cluster {
-                None => loss.base_margins_info(&meta),
-                Some((c, _, _)) => distributed::intercept(loss.as_ref(), &meta, train.labels.len(), groups, c.as_ref())
-                    .map_err(Error::Cluster)?,
-            },
-        };
-        if base_margin.len() != groups || base_margin.iter().any(|m| !m.is_finite()) {
-            return Err(Error::Channel(format!(
-                "the estimated intercept is not finite ({base_margin:?}); check the labels"
-            )));
-        }
+        let base_margin = base_margin(params, loss.as_ref(), &train, groups, collective)?;
         let base_score = match params.base_score {
             Some(bs) => vec![bs as f32; groups],
             // XGBoost keeps a multiclass intercept as margins (softmax has no inverse link).
@@ -255,19 +199,7 @@ impl HistEngine {
                 b
             }
         };
-        let metric_list =
-            if params.eval_metric.is_empty() { vec![loss.default_metric()] } else { params.eval_metric.clone() };
-        let metrics = metric_list
-            .iter()
-            .map(|m| {
-                let name = m.name().into_owned();
-                let metric = match metric::Elementwise::by_name(&name).filter(|_| groups == 1) {
-                    Some(ours) => boost::MetricImpl::Elementwise(ours),
-                    None => boost::MetricImpl::Other(m.build(groups).map_err(|e| Error::Unsupported(e.to_string()))?),
-                };
-                Ok((name, metric))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
+        let metrics = eval_metrics(params, loss.as_ref(), groups)?;
         let booster = Booster {
             tree: tree_params(params, &objective_name, &features),
             formula: objective::Formula::for_objective(&objective_name, inputs.scale_pos_weight, groups),
@@ -297,6 +229,115 @@ impl HistEngine {
             stop: cluster.map(|(_, requested, agreed)| (requested, agreed)),
         })
     }
+}
+
+/// Load and quantize the train channel (this host's share, with cuts agreed by every host),
+/// then the validation channel on the train channel's cuts.
+fn load_sets(params: &TrainingParams, inputs: &Inputs, cluster: Option<&dyn Collective>) -> Result<Sets, Error> {
+    let loaded = match cluster {
+        None => load::training(&inputs.train, inputs.layout, params.max_bin, "train")?,
+        Some(c) => {
+            shards::training(&inputs.train, inputs.layout, params.max_bin, params.seed, c, params.subsample < 1.0)
+                .map_err(|e| match e {
+                    shards::ShardError::Data(d) => Error::Data(d),
+                    shards::ShardError::Cluster(c) => Error::Cluster(c),
+                    shards::ShardError::Disagree(m) => Error::Channel(m),
+                })?
+        }
+    };
+    let (features, cuts) = (loaded.features, loaded.cuts);
+    let mut evals = Vec::new();
+    let mut num_feature = features.num_feature;
+    if let Some(path) = &inputs.validation {
+        let fine_largest = cuts.max_bins_per_feature() as u32 + 1;
+        let (set, width) = match load::evaluation(path, inputs.layout, &cuts, &features, "validation") {
+            Ok((set, summary)) => (set, summary.width),
+            // A host's share of a sharded validation channel can be empty.
+            Err(DataError::Missing { .. } | DataError::NoFiles { .. } | DataError::Empty { .. })
+                if cluster.is_some() =>
+            {
+                (empty_set("validation", &features, fine_largest), 0)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        num_feature = num_feature.max(width);
+        evals.push(set);
+    }
+    if inputs.empty_validation {
+        evals.push(empty_set("validation", &features, cuts.max_bins_per_feature() as u32 + 1));
+    }
+    if let Some(c) = cluster {
+        let mut widest = [num_feature as f64];
+        c.allreduce_max(&mut widest).map_err(Error::Cluster)?;
+        num_feature = widest[0] as usize;
+    }
+    let train = loaded.set;
+    tracing::info!(
+        rows = train.labels.len(),
+        features = num_feature,
+        present_features = features.len(),
+        validation_rows = evals.first().map(|v| v.labels.len()),
+        bins = cuts.total_bins(),
+        matrix_mb = train.matrix.bytes() / (1 << 20),
+        "data loaded and quantized"
+    );
+    Ok(Sets { train, evals, features, cuts, num_feature })
+}
+
+/// The margins every row starts from: `base_score` when given, else the intercept XGBoost
+/// estimates from the labels (summed over every host's rows in a distributed job).
+fn base_margin(
+    params: &TrainingParams,
+    loss: &dyn hessboost::objective::Loss,
+    train: &boost::DataSet,
+    groups: usize,
+    cluster: Option<&dyn Collective>,
+) -> Result<Vec<f32>, Error> {
+    let base_margin = match params.base_score {
+        Some(bs) => {
+            loss.validate_base_score(bs).map_err(|e| Error::Channel(format!("the data cannot be used: {e}")))?;
+            let mut scores = vec![bs as f32; groups];
+            loss.probs_to_margins(&mut scores);
+            scores
+        }
+        None => {
+            let meta = MetaInfo::new(&train.labels, train.weights.as_deref(), None);
+            match cluster {
+                None => loss.base_margins_info(&meta),
+                Some(c) => {
+                    distributed::intercept(loss, &meta, train.labels.len(), groups, c).map_err(Error::Cluster)?
+                }
+            }
+        }
+    };
+    if base_margin.len() != groups || base_margin.iter().any(|m| !m.is_finite()) {
+        return Err(Error::Channel(format!(
+            "the estimated intercept is not finite ({base_margin:?}); check the labels"
+        )));
+    }
+    Ok(base_margin)
+}
+
+/// The evaluation metrics (the objective's default when none is asked for): ours where
+/// XGBoost's formula differs from hessboost's, hessboost's elsewhere.
+fn eval_metrics(
+    params: &TrainingParams,
+    loss: &dyn hessboost::objective::Loss,
+    groups: usize,
+) -> Result<Vec<(String, boost::MetricImpl)>, Error> {
+    let metric_list =
+        if params.eval_metric.is_empty() { vec![loss.default_metric()] } else { params.eval_metric.clone() };
+    metric_list
+        .iter()
+        .map(|m| {
+            let name = m.name().into_owned();
+            let metric = match metric::Elementwise::by_name(&name).filter(|_| groups == 1) {
+                Some(ours) => boost::MetricImpl::Elementwise(ours),
+                None => boost::MetricImpl::Other(m.build(groups).map_err(|e| Error::Unsupported(e.to_string()))?),
+            };
+            Ok((name, metric))
+        })
+        .collect()
 }
 
 impl Engine for HistEngine {
@@ -348,32 +389,5 @@ impl Engine for HistEngine {
 
     fn checkpoint(&self) -> Result<Vec<u8>, Error> {
         Ok(crate::model::to_ubjson(&self.forest()?))
-    }
-}
-
-/// Time spent in each phase of training, reported at debug level: where a round goes.
-pub mod timing {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Instant;
-
-    pub const PHASES: [&str; 7] =
-        ["gradient", "histogram", "partition", "split search", "train margins", "eval margins", "metrics"];
-    static NANOS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
-
-    /// Run `f`, adding its time to phase `i`.
-    pub fn time<T>(i: usize, f: impl FnOnce() -> T) -> T {
-        let start = Instant::now();
-        let out = f();
-        NANOS[i].fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        out
-    }
-
-    pub fn report() {
-        let parts: Vec<String> = PHASES
-            .iter()
-            .zip(&NANOS)
-            .map(|(p, n)| format!("{p} {:.2}s", n.load(Ordering::Relaxed) as f64 / 1e9))
-            .collect();
-        tracing::debug!("time by phase: {}", parts.join(", "));
     }
 }

@@ -16,8 +16,8 @@ use super::load::{self, FeatureMap, Loaded, Targets};
 use super::sketch::Sketch;
 use crate::cluster::{ClusterError, Collective};
 use crate::data::DataError;
-use crate::data::blocks::{self, BlockSummary, Layout, RowBlock};
-use crate::data::labelled::ContentType;
+use crate::data::blocks::{self, BlockSummary};
+use crate::data::rows::{ContentType, Layout, RowBlock};
 
 /// Rows the cuts are sketched from at most (in expectation). Measured on 1M x 28: a sample
 /// of 2^19 rows moved the validation RMSE 1.0% from the one-host model's; the whole set, 0%.
@@ -120,8 +120,7 @@ fn decode(mut bytes: &[u8]) -> Result<Vec<Sampled>, String> {
         Ok(head)
     };
     let mut rows = Vec::new();
-    loop {
-        let Ok(len) = take(4) else { break };
+    while let Ok(len) = take(4) {
         let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
         let file = String::from_utf8(take(len)?.to_vec()).map_err(|_| "a file name that is not UTF-8")?;
         let line = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));

@@ -63,14 +63,14 @@ fn sort_by_value(queue: &mut [(f32, f32)], scratch: &mut Vec<(f32, f32)>) {
     }
     scratch.clear();
     scratch.extend_from_slice(queue);
-    let (mut from, mut to): (&mut [(f32, f32)], &mut [(f32, f32)]) = (queue, scratch.as_mut_slice());
+    let (mut from, mut to) = (queue, scratch.as_mut_slice());
     let mut in_queue = true;
     for shift in [0u32, 8, 16, 24] {
         let mut counts = [0usize; 256];
         for e in from.iter() {
             counts[((order_key(e.0) >> shift) & 0xff) as usize] += 1;
         }
-        if counts.iter().any(|&c| c == from.len()) {
+        if counts.contains(&from.len()) {
             continue;
         }
         let mut offsets = [0usize; 256];
