@@ -3,6 +3,7 @@
 //! The library holds every step's logic; `src/bin/*.rs` only parse arguments and call in.
 //! Module map and rules: see `ARCHITECTURE.md` in the repository.
 
+pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod contract;
