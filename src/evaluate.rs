@@ -23,6 +23,8 @@ pub const PLOT_FILE: &str = "evaluation.svg";
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The job's `/opt/ml` tree: the report names paths as the container sees them.
+    pub ml: MlRoot,
     /// A model file, a `model.tar.gz`, or a directory of either.
     pub model: PathBuf,
     /// A file or directory of label-first rows.
@@ -37,6 +39,7 @@ impl Config {
     /// SageMaker processing paths: `processing/model`, `processing/test`, `processing/evaluation`.
     pub fn sagemaker_defaults(ml: &MlRoot) -> Self {
         Self {
+            ml: ml.clone(),
             model: ml.processing_path("model"),
             test_data: ml.processing_path("test"),
             content_type: None,
@@ -127,7 +130,7 @@ pub fn run(config: &Config) -> Result<Evaluation, Error> {
         multiclass_classification_metrics: None,
         rows: data.rows(),
         model: ModelFacts {
-            files: ensemble.members.iter().map(|m| m.name.clone()).collect(),
+            files: ensemble.members.iter().map(|m| config.ml.shown(&m.name)).collect(),
             format: ensemble.members[0].model.format,
             xgboost_version: forest.version.map(|v| v.to_string()),
             objective: forest.objective.name().to_string(),

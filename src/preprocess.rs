@@ -55,6 +55,8 @@ const MAX_MEDIAN_PASSES: usize = 24;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The job's `/opt/ml` tree: logs name paths as the container sees them.
+    pub ml: MlRoot,
     /// A file or directory (`PATH` or `file://`), or an S3 object or prefix (`s3://`), which is
     /// downloaded first as SageMaker's processing input would be.
     pub input: String,
@@ -78,6 +80,7 @@ impl Config {
     /// `processing/`, instances from `config/resourceconfig.json`.
     pub fn sagemaker_defaults(ml: &MlRoot) -> Self {
         Self {
+            ml: ml.clone(),
             input: ml.processing_path("input").to_string_lossy().into_owned(),
             output_dir: ml.processing_dir(),
             schema: None,
@@ -376,7 +379,7 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
         test_set_2 = rows.test_set_2,
         seconds,
         rows_per_second = (mine.rows() as f64 / seconds) as u64,
-        output = %config.output_dir.display(),
+        output = %config.ml.shown(&config.output_dir.to_string_lossy()),
         "preprocessing complete"
     );
     Ok(rows)

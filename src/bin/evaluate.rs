@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     let ml = MlRoot::from_env();
     let defaults = Config::sagemaker_defaults(&ml);
     let config = Config {
+        ml: ml.clone(),
         model: args.model.unwrap_or(defaults.model),
         test_data: args.test_data.unwrap_or(defaults.test_data),
         content_type: args.content_type,
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
     };
     match evaluate::run(&config) {
         Ok(evaluation) => {
-            tracing::info!(rows = evaluation.rows, output = %config.output_dir.display(), "evaluation complete");
+            tracing::info!(rows = evaluation.rows, output = %ml.shown(&config.output_dir.to_string_lossy()), "evaluation complete");
             ExitCode::SUCCESS
         }
         Err(err) => failure::report(&ml, Channel::Processing, &err),

@@ -54,10 +54,11 @@ pub fn describe(err: &dyn std::error::Error) -> String {
 /// Report a failed step on every channel SageMaker reads, and return the exit code.
 pub fn report(ml: &MlRoot, channel: Channel, err: &dyn StepError) -> ExitCode {
     let fault = err.fault();
-    let message = match fault {
+    // Paths as the container sees them, as SageMaker's FailureReason would show them.
+    let message = ml.shown(&match fault {
         Fault::User => describe(err),
         Fault::Internal => format!("internal error: {}", describe(err)),
-    };
+    });
     tracing::error!(fault = ?fault, "{message}");
     let path = match channel {
         Channel::Training => ml.training_failure_file(),

@@ -44,6 +44,30 @@ impl MlRoot {
         }
     }
 
+    /// A text with the paths in it as the container sees them: a path under this tree is
+    /// shown below `/opt/ml`, as on SageMaker; anything else as given. Records, reports and
+    /// messages name paths this way, whichever engine ran the job.
+    pub fn shown(&self, text: &str) -> String {
+        let root = self.root.to_string_lossy();
+        let root = root.trim_end_matches('/');
+        if root.is_empty() || root == Self::DEFAULT {
+            return text.to_string();
+        }
+        let path_char = |c: char| c.is_alphanumeric() || matches!(c, '/' | '.' | '_' | '-');
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(root) {
+            let after = &rest[at + root.len()..];
+            let starts = rest[..at].chars().next_back().is_none_or(|c| !path_char(c));
+            let ends = after.chars().next().is_none_or(|c| c == '/' || !path_char(c));
+            out.push_str(&rest[..at]);
+            out.push_str(if starts && ends { Self::DEFAULT } else { root });
+            rest = after;
+        }
+        out.push_str(rest);
+        out
+    }
+
     // --- Processing jobs -------------------------------------------------------------------
 
     /// Every ProcessingInput and ProcessingOutput `LocalPath` lies under this directory.
@@ -140,5 +164,23 @@ mod tests {
         assert_eq!(ml.channel_dir("train"), Path::new("/tmp/x/input/data/train"));
         assert_eq!(ml.processing_message_file(), Path::new("/tmp/x/output/message"));
         assert_eq!(ml.training_failure_file(), Path::new("/tmp/x/output/failure"));
+    }
+
+    #[test]
+    fn paths_are_shown_as_the_container_sees_them() {
+        let ml = MlRoot::new("/tmp/x");
+        assert_eq!(
+            ml.shown("/tmp/x/processing/model/model.tar.gz!xgboost-model"),
+            "/opt/ml/processing/model/model.tar.gz!xgboost-model"
+        );
+        assert_eq!(ml.shown("/tmp/x"), "/opt/ml");
+        assert_eq!(ml.shown("/tmp/xy/model"), "/tmp/xy/model", "another directory whose name starts alike");
+        assert_eq!(ml.shown("/data/model"), "/data/model");
+        assert_eq!(
+            ml.shown("`/tmp/x/input/data/train/a.csv`, line 3; see /tmp/x/output and /tmp/x2/y"),
+            "`/opt/ml/input/data/train/a.csv`, line 3; see /opt/ml/output and /tmp/x2/y"
+        );
+        assert_eq!(MlRoot::new("/tmp/x/").shown("/tmp/x/model"), "/opt/ml/model");
+        assert_eq!(MlRoot::new("/opt/ml").shown("/opt/ml/model"), "/opt/ml/model");
     }
 }

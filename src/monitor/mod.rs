@@ -224,7 +224,7 @@ pub fn run(ml: &MlRoot, given: &Given) -> Result<Summary, Error> {
         return Err(e);
     }
     let message = summary.message(&violations);
-    tracing::info!(output = %settings.output.display(), "{message}");
+    tracing::info!(output = %ml.shown(&settings.output.to_string_lossy()), "{message}");
     let path = ml.processing_message_file();
     if let Err(e) = crate::storage::write_atomic(&path, message.as_bytes()) {
         tracing::warn!(path = %path.display(), "could not write the message: {e}");

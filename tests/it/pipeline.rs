@@ -89,10 +89,27 @@ fn check_complete_run(store: &Path, record: &Value, version: u64) {
             .to_string();
     let evaluation_path = store.join(evaluation_uri.strip_prefix("s3://").unwrap()).join("evaluation.json");
     let evaluation: Value = serde_json::from_slice(&std::fs::read(evaluation_path).unwrap()).unwrap();
+    // The report names the model as the container saw it, whichever engine ran the job.
+    assert_eq!(
+        evaluation["model"]["files"],
+        serde_json::json!(["/opt/ml/processing/model/model.tar.gz!xgboost-model"])
+    );
     let mse = evaluation["regression_metrics"]["mse"]["value"].as_f64().unwrap();
     // test_set_1 is 27 rows of the hash split at seed 42: Python xgboost 3.2.0 trained with the
     // pipeline's static hyperparameters on the same train split gets 15.7 to 16.0 on them.
     assert!((1.0..25.0).contains(&mse), "MSE {mse}: about 16 expected on Auto MPG's test_set_1");
+
+    // Nor does any record or container log name the job trees on this machine.
+    let work = store.join("work").to_string_lossy().into_owned();
+    let id = record["execution_id"].as_str().unwrap();
+    let mut kept = vec![record.to_string()];
+    let logs = std::fs::read_dir(store.join(".sagestep/executions").join(id).join("logs"));
+    for entry in logs.into_iter().flatten() {
+        kept.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    for text in kept {
+        assert!(!text.contains(&work), "a host path of the job trees ({work}) in a record or log: {text}");
+    }
 
     let registered = &step(record, "RegisterAutoMpgModel")["properties"];
     assert_eq!(registered["ModelPackageVersion"], version);
