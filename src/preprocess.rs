@@ -1,9 +1,10 @@
 //! The preprocess step: raw tabular data to train/validation/test splits for XGBoost (CSV,
 //! no header, label first) and the fitted transform as `preprocessing.json`.
 //!
-//! Two streaming passes over the input, so memory does not grow with it: the first assigns
-//! each row to its set (a seeded hash of the row's identity) and gathers the statistics of
-//! the training rows (counts, moments, exact value counts for medians, categories); the
+//! Streaming passes over the input, so memory does not grow with it: the split's counting
+//! passes find the cuts that give each set its exact size (rows ordered by a seeded hash of
+//! their parsed values); the first full pass assigns each row to its set and gathers the
+//! statistics of the training rows (counts, moments, exact value counts for medians, categories); the
 //! second applies the fitted transform and writes. Only training rows are fitted, so no
 //! statistic of validation or test rows leaks into the features.
 //!
@@ -30,13 +31,13 @@ use crate::data::DataError;
 use crate::data::files;
 use crate::features::fit::{MAX_CATEGORIES, NumericFit, RowEncoder};
 use crate::features::reader::{Columns, Object, SourceFile};
-use crate::features::split::Assigner;
+use crate::features::split::{self, Assigner, Cut, CutSearch, CutStep};
 use crate::features::stats::{MedianSearch, MedianStep, Moments, ValueCounts};
 use crate::features::{FitError, FittedTransform, Ratios, Schema, SchemaError, Set, SplitError};
 use crate::storage::{Location, LocationError};
 
 use exchange::Together;
-use scan::{HostStats, ObjectStats};
+use scan::{HostStats, ObjectStats, SplitCounts};
 
 /// The four data sets, each in its own output directory so that no S3 prefix holds another.
 pub const SPLITS: [&str; 4] = ["train", "validation", "test_set_1", "test_set_2"];
@@ -300,35 +301,22 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
     // with its message instead of waiting.
     let setup = setup(config, hosts.world());
     let (mut setup, keys) = team.share(setup, |s| exchange::encode_keys(&s.objects))?;
-    let keys = keys
-        .iter()
-        .enumerate()
-        .map(|(rank, bytes)| {
-            exchange::decode_keys(bytes).map_err(|problem| Error::Garbled { host: hosts.hosts[rank].clone(), problem })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let kept = exchange::assign(&keys, hosts.rank());
-    if keys.iter().all(Vec::is_empty) {
-        return Err(setup
-            .none
-            .take()
-            .map_or_else(|| Error::Config("no host has any input object".into()), Error::from));
-    }
-    let objects: Vec<Object> = setup.objects.iter().filter(|o| kept.contains(&o.key)).cloned().collect();
-    if objects.len() < setup.objects.len() {
-        tracing::info!(skipped = setup.objects.len() - objects.len(), "objects another host holds too are read there");
-    }
+    let objects = my_objects(&hosts, &mut setup, &keys)?;
     tracing::info!(host = %hosts.current, hosts = hosts.world(), objects = objects.len(), "reading input");
 
     let schema = &setup.schema;
     let columns = Columns::new(schema);
+    let (assigner, sizes) = split(&team, &hosts, &columns, setup.assigner, &objects, &config.ratios)?;
     let budget = (config.median_budget / columns.numeric.len().max(1)).max(MIN_COLUMN_BUDGET);
-    let first_pass = scan::statistics(&columns, &setup.assigner, &objects, budget);
+    let first_pass = scan::statistics(&columns, &assigner, &objects, budget);
     let (mine, all) = team.share(first_pass, |s| s.encode())?;
     let global = combine(&hosts, &all, &columns, budget)?;
     let rows = global.counts();
-    config.ratios.check_counts(&[rows.train, rows.validation, rows.test_set_1, rows.test_set_2])?;
-    let numeric = medians(&team, &hosts, &columns, &setup.assigner, &objects, &global, budget)?;
+    let counted = [rows.train, rows.validation, rows.test_set_1, rows.test_set_2];
+    if counted != sizes {
+        return Err(Error::Changed { first: sizes, second: counted });
+    }
+    let numeric = medians(&team, &hosts, &columns, &assigner, &objects, &global, budget)?;
     let categories = global
         .categories
         .iter()
@@ -351,7 +339,9 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
         schema,
         seed: config.seed,
         ratios: config.ratios,
-        split: "each row by a seeded hash of its object's key and its index among the object's data rows",
+        split: "exact sizes: round(ratio x rows) for train and validation (half away from zero), test the rest, \
+                test_set_1 floor(test / 2); rows ordered by a seeded hash of their parsed values (equal rows by \
+                object and position) and cut at those sizes",
         median: "exact (numpy's: the mean of the two middle values for an even count)",
         rows: rows.clone(),
         input_sha256: combined_digest(&global.objects),
@@ -361,7 +351,7 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
     let staged = output::write(
         &names,
         &columns,
-        &setup.assigner,
+        &assigner,
         &objects,
         &RowEncoder::new(&fitted),
         &mine.set_counts(),
@@ -383,6 +373,101 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
         "preprocessing complete"
     );
     Ok(rows)
+}
+
+/// The objects this host reads, from every host's keys.
+fn my_objects(hosts: &Hosts, setup: &mut Setup, keys: &[Vec<u8>]) -> Result<Vec<Object>, Error> {
+    let keys = keys
+        .iter()
+        .enumerate()
+        .map(|(rank, bytes)| {
+            exchange::decode_keys(bytes).map_err(|problem| Error::Garbled { host: hosts.hosts[rank].clone(), problem })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.iter().all(Vec::is_empty) {
+        return Err(setup
+            .none
+            .take()
+            .map_or_else(|| Error::Config("no host has any input object".into()), Error::from));
+    }
+    let kept = exchange::assign(&keys, hosts.rank());
+    let objects: Vec<Object> = setup.objects.iter().filter(|o| kept.contains(&o.key)).cloned().collect();
+    if objects.len() < setup.objects.len() {
+        tracing::info!(skipped = setup.objects.len() - objects.len(), "objects another host holds too are read there");
+    }
+    Ok(objects)
+}
+
+/// The split's cuts, found exactly: counting passes over every host's row keys (a radix
+/// select, 16 bits a pass; one or two passes unless many rows share values at a cut), and
+/// the sets' sizes.
+fn split(
+    team: &Together<'_>,
+    hosts: &Hosts,
+    columns: &Columns,
+    assigner: Assigner,
+    objects: &[Object],
+    ratios: &Ratios,
+) -> Result<(Assigner, [u64; 4]), Error> {
+    let gather = |searches: &[CutSearch]| -> Result<SplitCounts, Error> {
+        let local = scan::split_counts(columns, &assigner, objects, searches);
+        let (_, all) = team.share(local, SplitCounts::encode)?;
+        let mut total = SplitCounts { labelled: 0, counts: vec![vec![0u64; split::DIGITS]; searches.len()] };
+        for (rank, bytes) in all.iter().enumerate() {
+            let theirs = SplitCounts::decode(bytes)
+                .map_err(|problem| Error::Garbled { host: hosts.hosts[rank].clone(), problem })?;
+            total.labelled += theirs.labelled;
+            for (t, c) in total.counts.iter_mut().zip(theirs.counts) {
+                t.iter_mut().zip(c).for_each(|(t, c)| *t += c);
+            }
+        }
+        Ok(total)
+    };
+    // The first pass counts every key by its top digit, for all three cuts at once.
+    let top = CutSearch::new(1, 2).expect("an open search");
+    let first = gather(&[top])?;
+    let n = first.labelled;
+    let sizes = split::sizes(ratios, n);
+    ratios.check_counts(&sizes)?;
+    let ranks = [sizes[0], sizes[0] + sizes[1], sizes[0] + sizes[1] + sizes[2]];
+    let mut cuts = [Cut::All; 3];
+    let mut open: Vec<(usize, CutSearch)> = Vec::new();
+    for (i, &rank) in ranks.iter().enumerate() {
+        match CutSearch::new(rank, n) {
+            Err(cut) => cuts[i] = cut,
+            Ok(search) => match search.step(&first.counts[0])? {
+                CutStep::Found(cut) => cuts[i] = cut,
+                CutStep::Narrowed(next) => open.push((i, next)),
+            },
+        }
+    }
+    let mut passes = 1;
+    while !open.is_empty() {
+        passes += 1;
+        let searches: Vec<CutSearch> = open.iter().map(|(_, s)| *s).collect();
+        let counted = gather(&searches)?;
+        if counted.labelled != n {
+            return Err(Error::Changed { first: sizes, second: [counted.labelled, 0, 0, 0] });
+        }
+        let mut still = Vec::new();
+        for ((i, search), counts) in open.into_iter().zip(&counted.counts) {
+            match search.step(counts)? {
+                CutStep::Found(cut) => cuts[i] = cut,
+                CutStep::Narrowed(next) => still.push((i, next)),
+            }
+        }
+        open = still;
+    }
+    tracing::info!(
+        rows = n,
+        passes,
+        train = sizes[0],
+        validation = sizes[1],
+        test_set_1 = sizes[2],
+        test_set_2 = sizes[3],
+        "split found"
+    );
+    Ok((assigner.with_cuts(cuts), sizes))
 }
 
 /// Every host's statistics, merged: objects in key order, moments merged in that order,

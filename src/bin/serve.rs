@@ -24,7 +24,7 @@ struct Args {
     /// Model file, model.tar.gz, or a directory of them [default: <ml root>/model]
     #[arg(long, env = "SAGESTEP_MODEL_DIR")]
     model_dir: Option<PathBuf>,
-    /// Multi-model mode: the directory every model `url` must lie in [default: <ml root>/models]
+    /// Multi-model mode: the directory relative model `url`s lie below [default: <ml root>/models]
     #[arg(long, env = "SAGESTEP_MODELS_ROOT")]
     models_root: Option<PathBuf>,
     /// Port to listen on [default: SAGEMAKER_BIND_TO_PORT, else 8080]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::memory::{RowSet, Source};
 use super::rows::{ContentType, Layout, MAX_FEATURE_INDEX, RowBlock};
 use super::{DataError, Position, binary_blocks, dmlc, files};
 
@@ -21,7 +22,46 @@ const CHUNK_BYTES: usize = 4 << 20;
 /// Every block of `path` (a file or a directory), in order. `work` runs on every core, each
 /// block's result then reaches `consume` in input order. A dense channel's width is checked
 /// across blocks and files.
-pub fn for_each_block<T: Send>(
+pub fn for_each_block<'a, T: Send>(
+    source: impl Into<Source<'a>>,
+    layout: Layout,
+    work: impl Fn(RowBlock) -> Result<T, DataError> + Sync,
+    consume: impl FnMut(T) -> Result<(), DataError> + Send,
+) -> Result<BlockSummary, DataError> {
+    match source.into() {
+        Source::Files(path) => for_each_file_block(path, layout, work, consume),
+        Source::Rows(rows) => for_each_row_block(rows, work, consume),
+    }
+}
+
+/// Rows in memory, as their channel's blocks were: the summary keeps the store's width (a
+/// slice has its matrix's columns).
+fn for_each_row_block<T: Send>(
+    rows: &RowSet,
+    work: impl Fn(RowBlock) -> Result<T, DataError> + Sync,
+    mut consume: impl FnMut(T) -> Result<(), DataError> + Send,
+) -> Result<BlockSummary, DataError> {
+    let mut summary = BlockSummary::default();
+    let mut blocks = rows.blocks().peekable();
+    while blocks.peek().is_some() {
+        let batch: Vec<RowBlock> = blocks.by_ref().take(crate::parallel::cores()).collect();
+        for block in &batch {
+            summary.note(block)?;
+        }
+        for item in batch.into_par_iter().map(&work).collect::<Result<Vec<T>, DataError>>()? {
+            consume(item)?;
+        }
+    }
+    if summary.rows == 0 {
+        return Err(DataError::Empty { path: Source::Rows(rows).shown() });
+    }
+    summary.width = summary.width.max(rows.width());
+    summary.bytes = rows.bytes();
+    summary.files = rows.files();
+    Ok(summary)
+}
+
+fn for_each_file_block<T: Send>(
     path: &Path,
     layout: Layout,
     work: impl Fn(RowBlock) -> Result<T, DataError> + Sync,
@@ -105,8 +145,10 @@ impl Probe {
     }
 }
 
-/// Probe a dense text channel (`None` for libsvm, Parquet, gzip, or an empty first block).
-pub fn probe(path: &Path, layout: Layout) -> Result<Option<Probe>, DataError> {
+/// Probe a dense text channel (`None` for libsvm, Parquet, gzip, rows in memory, or an empty
+/// first block).
+pub fn probe<'a>(source: impl Into<Source<'a>>, layout: Layout) -> Result<Option<Probe>, DataError> {
+    let Source::Files(path) = source.into() else { return Ok(None) };
     if layout.content_type != ContentType::Csv {
         return Ok(None);
     }

@@ -5,6 +5,7 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
+use super::memory::{Channel, Source};
 use super::rows::{ContentType, Layout, MAX_FEATURE_INDEX};
 use super::{DataError, Position, blocks, files};
 
@@ -84,7 +85,7 @@ pub fn read_limited(
     max_values: usize,
 ) -> Result<Labelled, DataError> {
     if let Some(binary @ (ContentType::Parquet | ContentType::RecordIo)) = content_type {
-        return read_binary(path, binary, max_values);
+        return read_binary(path.into(), binary, max_values);
     }
     let files = files::data_files(path)?;
     let mut out = Labelled::default();
@@ -147,12 +148,37 @@ pub fn read_limited(
     Ok(out)
 }
 
-/// Parquet and RecordIO-protobuf, through the block readers the trainer uses.
-fn read_binary(path: &Path, content_type: ContentType, max_values: usize) -> Result<Labelled, DataError> {
+/// A channel to train on: its files (as [`read_limited`]) or its rows in memory.
+pub fn read_channel(
+    channel: &Channel,
+    content_type: ContentType,
+    csv_weights: bool,
+    max_values: usize,
+) -> Result<Labelled, DataError> {
+    match channel {
+        Channel::Files(path) => read_limited(path, Some(content_type), csv_weights, max_values),
+        Channel::Rows(rows) => read_binary(Source::Rows(rows), content_type, max_values),
+    }
+}
+
+/// Parquet and RecordIO-protobuf, through the block readers the trainer uses (and rows in
+/// memory, which those readers parsed).
+fn read_binary(source: Source<'_>, content_type: ContentType, max_values: usize) -> Result<Labelled, DataError> {
     let mut out = Labelled { content_type, ..Default::default() };
     let mut sparse = SparseRows { offsets: vec![0], entries: Vec::new() };
     let layout = Layout { content_type, csv_weights: false };
-    let summary = blocks::for_each_block(path, layout, Ok, |block| {
+    let summary = blocks::for_each_block(source, layout, Ok, |block| {
+        // Weights: rows in memory carry their channel's (libsvm `label:weight`, CSV's second
+        // column).
+        if !block.weights.is_empty() || out.weights.is_some() {
+            let rows_before = out.labels.len();
+            let weights = out.weights.get_or_insert_with(|| vec![1.0; rows_before]);
+            if block.weights.is_empty() {
+                weights.extend(std::iter::repeat_n(1.0, block.rows()));
+            } else {
+                weights.extend_from_slice(&block.weights);
+            }
+        }
         out.labels.extend_from_slice(&block.labels);
         if block.sparse {
             for r in 0..block.rows() {

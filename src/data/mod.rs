@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod dmlc;
 pub mod files;
 pub mod labelled;
+pub mod memory;
 pub mod parquet_file;
 pub mod recordio;
 pub mod records;

@@ -89,6 +89,28 @@ pub struct Row<'a> {
 }
 
 impl Row<'_> {
+    /// A seeded hash of the row's parsed values (label, numeric and categorical columns in
+    /// schema order; a missing value as such): its identity in the split, the same whatever
+    /// file, header, quoting, compression or dialect it came in.
+    pub fn identity(&self, seed: u64) -> u64 {
+        use crate::features::split::mix;
+        let number = |x: f64| if x.is_nan() { u64::MAX } else { (x + 0.0).to_bits() };
+        let mut h = mix(seed ^ 0x7370_6c69_745f_6964);
+        h = mix(h ^ number(self.label.unwrap_or(f64::NAN)));
+        for &x in self.numeric {
+            h = mix(h ^ number(x));
+        }
+        for c in 0..self.columns.categorical.len() {
+            let field = self.categorical(c);
+            let mut f = 0xcbf2_9ce4_8422_2325u64 ^ field.map_or(u64::MAX, |b| b.len() as u64);
+            for &b in field.unwrap_or_default() {
+                f = (f ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+            h = mix(h ^ f);
+        }
+        h
+    }
+
     /// Categorical column `c`'s field, `None` when missing.
     pub fn categorical(&self, c: usize) -> Option<&[u8]> {
         let field = self.record[self.positions[self.columns.categorical[c]]].trim_ascii();

@@ -120,7 +120,7 @@ pub fn write(
         let mut counts = [0u64; 4];
         rows.for_each(|row| {
             if let Some(label) = row.label {
-                let set = assigner.set(hash, row.index);
+                let set = assigner.set(super::scan::row_key(assigner, hash, row));
                 encoder.write_row(row, label, set.labelled(), &mut out[set as usize]);
                 counts[set as usize] += 1;
             }

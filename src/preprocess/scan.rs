@@ -9,8 +9,8 @@ use crate::data::DataError;
 use crate::data::records::Dialect;
 use crate::features::Set;
 use crate::features::fit::{FitError, MAX_CATEGORIES};
-use crate::features::reader::{Columns, Object, Opened, Rows, SourceFile, read_object};
-use crate::features::split::Assigner;
+use crate::features::reader::{Columns, Object, Opened, Row, Rows, SourceFile, read_object};
+use crate::features::split::{Assigner, CutSearch, DIGITS};
 use crate::features::stats::{Decoder, Encoder, KeyMap, MedianSearch, Moments, ValueCounts, key};
 
 /// What one object's rows gave: everything merged in a fixed order lives here.
@@ -133,6 +133,97 @@ impl<T> Recycle<T> {
     }
 }
 
+/// A labelled row's key in the split order (`object`: its object's hash).
+#[inline]
+pub(super) fn row_key(assigner: &Assigner, object: u64, row: &Row<'_>) -> u128 {
+    assigner.key(row.identity(assigner.seed()), object, row.index)
+}
+
+/// The split's counting pass: this host's labelled rows, and per search the counts of the
+/// keys under its prefix by their next digit.
+#[derive(Debug, Default, PartialEq)]
+pub struct SplitCounts {
+    pub labelled: u64,
+    pub counts: Vec<Vec<u64>>,
+}
+
+impl SplitCounts {
+    /// Sparse: the nonzero counts only (a pass over few rows has few).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::default();
+        e.u64(self.labelled).u64(self.counts.len() as u64);
+        for counts in &self.counts {
+            let nonzero: Vec<(usize, u64)> = counts.iter().copied().enumerate().filter(|c| c.1 > 0).collect();
+            e.u64(nonzero.len() as u64);
+            for (digit, n) in nonzero {
+                e.u64(digit as u64).u64(n);
+            }
+        }
+        e.0
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut d = Decoder::new(bytes);
+        let labelled = d.u64()?;
+        let searches = d.len(8)?;
+        let mut counts = Vec::with_capacity(searches);
+        for _ in 0..searches {
+            let mut dense = vec![0u64; DIGITS];
+            for _ in 0..d.len(16)? {
+                let digit = usize::try_from(d.u64()?).ok().filter(|&i| i < DIGITS).ok_or("a digit out of range")?;
+                dense[digit] = d.u64()?;
+            }
+            counts.push(dense);
+        }
+        d.finish()?;
+        Ok(Self { labelled, counts })
+    }
+}
+
+/// One counting pass of the split over this host's objects.
+pub fn split_counts(
+    columns: &Columns,
+    assigner: &Assigner,
+    objects: &[Object],
+    searches: &[CutSearch],
+) -> Result<SplitCounts, Error> {
+    let mut total = SplitCounts { labelled: 0, counts: vec![vec![0u64; DIGITS]; searches.len()] };
+    let work = |hash: u64, rows: &Rows<'_>| -> Result<(u64, Vec<Vec<u16>>), DataError> {
+        // Buckets hit, not dense counts: a chunk holds far fewer rows than there are digits.
+        let mut hits: Vec<Vec<u16>> = vec![Vec::new(); searches.len()];
+        let mut labelled = 0;
+        rows.for_each(|row| {
+            if row.label.is_some() {
+                labelled += 1;
+                let key = row_key(assigner, hash, row);
+                for (h, search) in hits.iter_mut().zip(searches) {
+                    if let Some(b) = search.bucket(key) {
+                        h.push(b as u16);
+                    }
+                }
+            }
+        })?;
+        Ok((labelled, hits))
+    };
+    for object in objects {
+        let hash = assigner.object(&object.key);
+        read_one(
+            columns,
+            object,
+            false,
+            |rows| work(hash, rows),
+            |(labelled, hits): (u64, Vec<Vec<u16>>)| {
+                total.labelled += labelled;
+                for (t, hits) in total.counts.iter_mut().zip(hits) {
+                    hits.into_iter().for_each(|b| t[usize::from(b)] += 1);
+                }
+                Ok(())
+            },
+        )?;
+    }
+    Ok(total)
+}
+
 /// One chunk's share of the first pass.
 struct ChunkStats {
     sets: [u64; 4],
@@ -234,7 +325,7 @@ fn chunk_statistics(
             stats.dropped += 1;
             return;
         }
-        let set = assigner.set(hash, row.index);
+        let set = assigner.set(row_key(assigner, hash, row));
         stats.sets[set as usize] += 1;
         if set != Set::Train {
             return;
@@ -302,7 +393,7 @@ pub fn narrowed_counts(
     let work = |hash: u64, rows: &Rows<'_>| -> Result<Vec<KeyMap>, DataError> {
         let mut counts = vec![KeyMap::default(); open.len()];
         rows.for_each(|row| {
-            if row.label.is_some() && assigner.set(hash, row.index) == Set::Train {
+            if row.label.is_some() && assigner.set(row_key(assigner, hash, row)) == Set::Train {
                 for (c, (n, search)) in counts.iter_mut().zip(open) {
                     let x = row.numeric[*n];
                     if !x.is_nan() && search.contains(key(x)) {

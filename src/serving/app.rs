@@ -84,23 +84,25 @@ pub(super) fn execution_parameters_of(config: &ServeConfig) -> Response {
 }
 
 async fn invocations(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    respond(&state.config, &headers, body, || state.model().cloned()).await
+    respond(&state.config, &headers, body, || state.model().cloned(), IntoResponse::into_response).await
 }
 
 /// An invocation on the model `model` finds once the body is in: the response, with the
-/// custom attributes echoed and one debug line.
+/// custom attributes echoed and one debug line; errors rendered by `render` (each mode's own
+/// error body).
 pub(super) async fn respond(
     config: &ServeConfig,
     headers: &HeaderMap,
     body: Body,
     model: impl FnOnce() -> Result<Arc<Ensemble>, ServeError>,
+    render: fn(ServeError) -> Response,
 ) -> Response {
     let started = Instant::now();
     let custom = headers.get(CUSTOM_ATTRIBUTES).cloned();
     let result = invoke(config, headers, body, model).await;
     let (mut response, rows) = match result {
         Ok((response, rows)) => (response, rows),
-        Err(e) => (e.into_response(), 0),
+        Err(e) => (render(e), 0),
     };
     if let Some(value) = custom {
         response.headers_mut().insert(CUSTOM_ATTRIBUTES, value);

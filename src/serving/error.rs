@@ -37,6 +37,12 @@ pub enum ServeError {
     BadModel { url: String, problem: String },
     #[error("model `{0}` is not loaded")]
     ModelNotLoaded(String),
+    /// Multi-model: a `url` with `..` (MMS's wording).
+    #[error("Relative path is not allowed in url: {0}")]
+    RelativeUrl(String),
+    /// Multi-model: a `url` that names nothing (MMS's wording).
+    #[error("Model not found in model store: {0}")]
+    ModelDirNotFound(String),
     #[error("model `{0}` is already loaded")]
     AlreadyLoaded(String),
     #[error(
@@ -44,6 +50,12 @@ pub enum ServeError {
          resident bytes, of a {budget}-byte budget. Unload a model and retry"
     )]
     InsufficientMemory { name: String, needed: u64, used: u64, resident: u64, budget: u64 },
+    /// Multi-model: no route at this path (MMS's wording).
+    #[error("Requested resource is not found, please refer to API document.")]
+    NoSuchRoute,
+    /// Multi-model: the route takes other methods (MMS's wording).
+    #[error("Requested method is not allowed, please refer to API document.")]
+    MethodNotAllowed,
     #[error("{0}")]
     Internal(String),
 }
@@ -58,9 +70,11 @@ impl ServeError {
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest(_) | Self::InvalidField { .. } | Self::BadModel { .. } => StatusCode::BAD_REQUEST,
-            Self::ModelNotLoaded(_) => StatusCode::NOT_FOUND,
+            Self::ModelNotLoaded(_) | Self::RelativeUrl(_) | Self::ModelDirNotFound(_) => StatusCode::NOT_FOUND,
             Self::AlreadyLoaded(_) => StatusCode::CONFLICT,
             Self::InsufficientMemory { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            Self::NoSuchRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,21 +93,32 @@ impl ServeError {
             Self::InvalidField { .. } => "invalid_url",
             Self::BadModel { .. } => "invalid_model",
             Self::ModelNotLoaded(_) => "model_not_found",
+            Self::RelativeUrl(_) | Self::ModelDirNotFound(_) => "model_dir_not_found",
             Self::AlreadyLoaded(_) => "model_already_loaded",
             Self::InsufficientMemory { .. } => "insufficient_memory",
+            Self::NoSuchRoute => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal(_) => "internal_error",
         }
     }
 }
 
-impl IntoResponse for ServeError {
-    fn into_response(self) -> Response {
+impl ServeError {
+    /// Logged at error level when the server is at fault, else at warning level.
+    pub fn log(&self) {
         let status = self.status();
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), "{self}");
         } else {
             tracing::warn!(status = status.as_u16(), "{self}");
         }
+    }
+}
+
+impl IntoResponse for ServeError {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = self.status();
         let body = serde_json::json!({"error": self.to_string(), "error_type": self.error_type()});
         (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
     }

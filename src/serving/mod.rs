@@ -68,7 +68,7 @@ fn parse_var<T: std::str::FromStr>(name: &'static str, expected: &'static str) -
 
 impl ServeConfig {
     /// SageMaker's environment: port, default Accept, selectable output, batch variables,
-    /// multi-model mode (whose `url`s must lie in `models_root`).
+    /// multi-model mode (whose relative `url`s lie below `models_root`).
     pub fn from_env(model_dir: PathBuf, models_root: PathBuf, port: Option<u16>) -> Result<Self, ConfigError> {
         if let Some(program) = var(env::SAGEMAKER_PROGRAM) {
             return Err(ConfigError::ScriptMode(program));

@@ -1,6 +1,7 @@
 //! Multi-model endpoints (`SAGEMAKER_MULTI_MODEL=true`), as the developer guide's container
-//! contract (mms-container-apis) has them: the platform loads a model from a directory under
-//! the models root with `POST /models`, lists (`GET /models`), describes
+//! contract (mms-container-apis) has them and answered with multi-model-server's bodies (the
+//! built-in's server): the platform loads a model from a directory (any readable one; a
+//! relative url below the models root) with `POST /models`, lists (`GET /models`), describes
 //! (`GET /models/{name}`) and unloads (`DELETE /models/{name}`) it, and invokes it with
 //! `POST /models/{name}/invoke` (or `/invocations` naming it in
 //! `X-Amzn-SageMaker-Target-Model`).
@@ -37,7 +38,7 @@ use crate::model::{Ensemble, ModelError};
 /// Set to `true` by SageMaker on multi-model endpoints (the image carries the label
 /// `com.amazonaws.sagemaker.capabilities.multi-models=true`).
 pub const SAGEMAKER_MULTI_MODEL: &str = "SAGEMAKER_MULTI_MODEL";
-/// The directory every `url` must lie in (default `<ml root>/models`, i.e. `/opt/ml/models`).
+/// Where a relative `url` lies (default `<ml root>/models`, i.e. `/opt/ml/models`): MMS's model store.
 pub const SAGESTEP_MODELS_ROOT: &str = "SAGESTEP_MODELS_ROOT";
 /// The model `/invocations` is for; SageMaker passes `TargetModel` in it.
 const TARGET_MODEL: &str = "x-amzn-sagemaker-target-model";
@@ -293,42 +294,43 @@ impl Registry {
         }
     }
 
-    /// `url` made absolute (relative ones are below the root) and resolved (links followed),
-    /// with the resolved root; the url must lie in it.
-    fn resolve(&self, url: &str) -> Result<(PathBuf, PathBuf), ServeError> {
-        let refuse = |problem: String| ServeError::InvalidField { field: "url", problem, given: shown(url) };
-        if url.is_empty() {
-            return Err(refuse("must name a directory below the models root".into()));
-        }
+    /// `url` resolved (links followed): an absolute path as given, any readable directory
+    /// (the built-in loads `/opt/ml/model/<name>` as readily as the models root); a relative
+    /// one below the models root (MMS's model store). `..` is refused before anything is read.
+    fn resolve(&self, url: &str) -> Result<PathBuf, ServeError> {
         let path = Path::new(url);
+        if url.is_empty() {
+            return Err(ServeError::BadRequest("Parameter url is required.".into()));
+        }
         if path.components().any(|c| c == Component::ParentDir) {
-            return Err(refuse("must not contain `..`".into()));
+            return Err(ServeError::RelativeUrl(shown(url)));
         }
-        let root = std::fs::canonicalize(&self.root).map_err(|e| {
-            ServeError::Internal(format!("the models root `{}` cannot be read: {e}", self.root.display()))
+        let full = if path.is_absolute() { path.to_path_buf() } else { self.root.join(path) };
+        let resolved = std::fs::canonicalize(&full).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
+                ServeError::ModelDirNotFound(shown(url))
+            }
+            _ => ServeError::InvalidField { field: "url", problem: format!("cannot be read: {e}"), given: shown(url) },
         })?;
-        let resolved = std::fs::canonicalize(root.join(path)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => refuse("does not exist".into()),
-            _ => refuse(format!("cannot be read: {e}")),
-        })?;
-        if !resolved.starts_with(&root) {
-            return Err(refuse(self.outside()));
+        if !resolved.is_dir() {
+            let problem = "must name a directory holding the model file".to_string();
+            return Err(ServeError::InvalidField { field: "url", problem, given: shown(url) });
         }
-        Ok((resolved, root))
-    }
-
-    fn outside(&self) -> String {
-        format!("must lie in the models root `{}` (links are followed)", self.root.display())
+        Ok(resolved)
     }
 
     /// Read and parse the model at `url` (blocking: file reads and parsing).
     fn read_model(&self, url: &str) -> Result<Ensemble, ServeError> {
-        let (path, root) = self.resolve(url)?;
+        let path = self.resolve(url)?;
         let files = Ensemble::candidate_files(&path).map_err(|e| model_error(url, e))?;
         for file in &files {
-            // A link in the directory may point anywhere: the file it reads must be inside too.
-            if !std::fs::canonicalize(file).is_ok_and(|f| f.starts_with(&root)) {
-                let problem = format!("holds `{}`, which {}", file.display(), self.outside());
+            // A link in the directory may point anywhere: what it reads must be in the directory.
+            if !std::fs::canonicalize(file).is_ok_and(|f| f.starts_with(&path)) {
+                let problem = format!(
+                    "holds `{}`, a link to a file outside the directory `{}`",
+                    file.file_name().unwrap_or_default().to_string_lossy(),
+                    path.display()
+                );
                 return Err(ServeError::InvalidField { field: "url", problem, given: shown(url) });
             }
         }
@@ -393,7 +395,37 @@ pub fn app(state: Arc<MultiModelState>) -> Router {
         .route("/models", get(list).post(load))
         .route("/models/{name}", get(describe).delete(unload))
         .route("/models/{name}/invoke", post(invoke))
+        .fallback(|| async { mms_error(ServeError::NoSuchRoute) })
+        .method_not_allowed_fallback(|| async { mms_error(ServeError::MethodNotAllowed) })
         .with_state(state)
+}
+
+/// An error as multi-model-server (the built-in's server) answers it: `{"code", "type",
+/// "message"}`, `type` the name of MMS's exception class for the case. Errors a worker
+/// reports on a request (payload, content type) are MMS's InternalServerException with
+/// their own status, as MMS wraps its backend's errors.
+fn mms_error(e: ServeError) -> Response {
+    e.log();
+    let status = e.status();
+    let (kind, message) = match &e {
+        ServeError::ModelNotLoaded(name) => ("ModelNotFoundException", format!("Model not found: {name}")),
+        ServeError::AlreadyLoaded(name) => ("ConflictStatusException", format!("Model {name} is already registered.")),
+        ServeError::RelativeUrl(_) | ServeError::ModelDirNotFound(_) => ("ModelNotFoundException", e.to_string()),
+        ServeError::BadModel { .. } => ("InvalidModelException", e.to_string()),
+        ServeError::BadRequest(_) | ServeError::InvalidField { .. } => ("BadRequestException", e.to_string()),
+        ServeError::NoSuchRoute => ("ResourceNotFoundException", e.to_string()),
+        ServeError::MethodNotAllowed => ("MethodNotAllowedException", e.to_string()),
+        ServeError::Timeout(_) => ("RequestTimeoutException", e.to_string()),
+        ServeError::NotReady => ("ServiceUnavailableException", e.to_string()),
+        ServeError::InsufficientMemory { .. } => ("OutOfMemoryError", e.to_string()),
+        _ => ("InternalServerException", e.to_string()),
+    };
+    json(status, serde_json::json!({"code": status.as_u16(), "type": kind, "message": message}))
+}
+
+/// MMS's success body: `{"status": "..."}`.
+fn status_body(text: String) -> Response {
+    json(StatusCode::OK, serde_json::json!({ "status": text }))
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
@@ -408,17 +440,15 @@ fn path_name(name: Result<UrlPath<String>, PathRejection>) -> Result<String, Ser
     name.map(|UrlPath(n)| n).map_err(|e| ServeError::BadRequest(format!("the model name in the path: {e}")))
 }
 
+/// MMS's RegisterModelRequest, as SageMaker sends it.
 #[derive(Deserialize)]
 struct LoadRequest {
-    model_name: String,
-    url: String,
+    model_name: Option<String>,
+    url: Option<String>,
 }
 
 async fn load(State(state): State<Arc<MultiModelState>>, headers: HeaderMap, body: Body) -> Response {
-    match try_load(&state, &headers, body).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+    try_load(&state, &headers, body).await.unwrap_or_else(mms_error)
 }
 
 async fn try_load(state: &Arc<MultiModelState>, headers: &HeaderMap, body: Body) -> Result<Response, ServeError> {
@@ -428,11 +458,15 @@ async fn try_load(state: &Arc<MultiModelState>, headers: &HeaderMap, body: Body)
     let request: LoadRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ServeError::BadRequest(format!(r#"the body must be JSON {{"model_name": "...", "url": "..."}}: {e}"#))
     })?;
-    check_name(&request.model_name)?;
+    let Some(url) = request.url else { return Err(ServeError::BadRequest("Parameter url is required.".into())) };
+    let Some(model_name) = request.model_name else {
+        return Err(ServeError::BadRequest("Parameter model_name is required.".into()));
+    };
+    check_name(&model_name)?;
     let registry = &state.registry;
-    let reservation = registry.reserve(&request.model_name)?;
+    let reservation = registry.reserve(&model_name)?;
     let parsing = Arc::clone(state);
-    let url = request.url.clone();
+    let request_url = url.clone();
     let (ensemble, resident) = registry
         .loader
         .run(move || {
@@ -444,7 +478,7 @@ async fn try_load(state: &Arc<MultiModelState>, headers: &HeaderMap, body: Body)
         .await??;
     let trees: usize = ensemble.members.iter().map(|m| m.model.forest.trees.len()).sum();
     let format = ensemble.members[0].model.format;
-    let bytes = match registry.commit(reservation, request.url.clone(), ensemble, resident) {
+    let bytes = match registry.commit(reservation, request_url.clone(), ensemble, resident) {
         Ok(bytes) => bytes,
         Err((refused, ensemble)) => {
             registry.loader.free(ensemble).await;
@@ -452,8 +486,8 @@ async fn try_load(state: &Arc<MultiModelState>, headers: &HeaderMap, body: Body)
         }
     };
     tracing::info!(
-        model = request.model_name,
-        url = request.url,
+        model = model_name,
+        url = request_url,
         ?format,
         trees,
         bytes,
@@ -463,7 +497,8 @@ async fn try_load(state: &Arc<MultiModelState>, headers: &HeaderMap, body: Body)
         millis = started.elapsed().as_millis() as u64,
         "model loaded"
     );
-    Ok(json(StatusCode::OK, serde_json::json!({"modelName": request.model_name, "modelUrl": request.url})))
+    // MMS registers with workers, synchronously: its answer once they run.
+    Ok(status_body("Workers scaled".into()))
 }
 
 /// `next_page_token` (the opaque token of the previous page) and `max_results` (MMS calls
@@ -514,7 +549,7 @@ fn decode_token(token: &str) -> Option<String> {
 async fn list(State(state): State<Arc<MultiModelState>>, uri: Uri) -> Response {
     let (after, size) = match page_query(&uri) {
         Ok(query) => query,
-        Err(e) => return e.into_response(),
+        Err(e) => return mms_error(e),
     };
     let models = state.registry.read();
     let start = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
@@ -554,13 +589,13 @@ async fn describe(State(state): State<Arc<MultiModelState>>, name: Result<UrlPat
         body["memoryBytes"] = model.bytes.load(Ordering::Relaxed).into();
         Ok(json(StatusCode::OK, body))
     });
-    result.unwrap_or_else(IntoResponse::into_response)
+    result.unwrap_or_else(mms_error)
 }
 
 async fn unload(State(state): State<Arc<MultiModelState>>, name: Result<UrlPath<String>, PathRejection>) -> Response {
     let name = match path_name(name) {
         Ok(name) => name,
-        Err(e) => return e.into_response(),
+        Err(e) => return mms_error(e),
     };
     let started = Instant::now();
     match state.registry.unload(&name).await {
@@ -572,9 +607,10 @@ async fn unload(State(state): State<Arc<MultiModelState>>, name: Result<UrlPath<
                 millis = started.elapsed().as_millis() as u64,
                 "model unloaded"
             );
-            json(StatusCode::OK, serde_json::json!({"modelName": name, "modelUrl": url}))
+            tracing::debug!(url, "unloaded");
+            status_body(format!("Model \"{name}\" unregistered"))
         }
-        Err(e) => e.into_response(),
+        Err(e) => mms_error(e),
     }
 }
 
@@ -611,9 +647,13 @@ async fn invoke_named(
 ) -> Response {
     let lease = name.as_ref().ok().and_then(|n| state.registry.lease(n));
     let ensemble = lease.as_ref().map(|l| Arc::clone(&l.0.ensemble));
-    let response = respond(&state.config, &headers, body, move || {
-        ensemble.ok_or_else(|| name.map_or_else(|e| e, |n| ServeError::ModelNotLoaded(shown(&n))))
-    })
+    let response = respond(
+        &state.config,
+        &headers,
+        body,
+        move || ensemble.ok_or_else(|| name.map_or_else(|e| e, |n| ServeError::ModelNotLoaded(shown(&n)))),
+        mms_error,
+    )
     .await;
     if let Some(lease) = &lease {
         state.registry.count_projection(&lease.0);

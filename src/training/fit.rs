@@ -3,7 +3,7 @@
 //! round when early stopping chose one. The job (`job`) and k-fold (`kfold`) both train
 //! through `train_one`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -19,6 +19,7 @@ use super::{checkpoint, rounds};
 use crate::cluster::Collective;
 use crate::data::DataError;
 use crate::data::labelled::{self, Labelled};
+use crate::data::memory::Channel;
 use crate::data::rows::{ContentType, Layout};
 use crate::model::forest::Forest;
 
@@ -43,17 +44,29 @@ pub(super) struct Trained {
     pub rounds_trained: usize,
 }
 
-/// Train one model on `paths`, checkpointing to `checkpoint_dir` (when `save_checkpoints`).
+/// The channels one model trains on: the job's files, or rows in memory (k-fold's folds).
+pub(super) struct Sets {
+    pub train: Channel,
+    pub validation: Option<Channel>,
+}
+
+impl Sets {
+    pub fn files(paths: &ChannelPaths) -> Self {
+        Self { train: Channel::Files(paths.train.clone()), validation: paths.validation.clone().map(Channel::Files) }
+    }
+}
+
+/// Train one model on `sets`, checkpointing to `checkpoint_dir` (when `save_checkpoints`).
 pub(super) fn train_one(
     setup: &Setup<'_>,
-    paths: &ChannelPaths,
+    sets: &Sets,
     checkpoint_dir: &Path,
     cluster: Option<Team>,
     save_checkpoints: bool,
 ) -> Result<Trained, Error> {
     let hp = setup.hp;
-    let mut engine = setup.pool.install(|| make_engine(setup, paths, checkpoint_dir, cluster))?;
-    let has_validation = paths.validation.is_some();
+    let mut engine = setup.pool.install(|| make_engine(setup, sets, checkpoint_dir, cluster))?;
+    let has_validation = sets.validation.is_some();
     let early = hp.early_stopping_rounds.filter(|_| has_validation && !hp.eval_metrics.is_empty());
     if hp.early_stopping_rounds.is_some() && early.is_none() {
         tracing::warn!("early_stopping_rounds needs a validation channel and a metric; training all rounds");
@@ -99,16 +112,16 @@ pub(super) struct Team {
 /// checkpoint in its own format (several hosts: the first host's, sent to all).
 fn make_engine(
     setup: &Setup<'_>,
-    paths: &ChannelPaths,
+    sets: &Sets,
     checkpoint_dir: &Path,
     team: Option<Team>,
 ) -> Result<Box<dyn Engine + Send>, Error> {
     if let Some(team) = team {
-        return distributed_engine(setup, paths, checkpoint_dir, team);
+        return distributed_engine(setup, sets, checkpoint_dir, team);
     }
     match hist::unsupported(&setup.params, setup.hp.objective()) {
         None => {
-            let inputs = hist_inputs(setup, paths, paths.validation.clone(), false);
+            let inputs = hist_inputs(setup, sets, sets.validation.clone(), false);
             let resume = checkpoint::newest(checkpoint_dir, |bytes| {
                 crate::model::load(bytes).map(|m| m.forest).map_err(|e| e.to_string())
             });
@@ -119,21 +132,16 @@ fn make_engine(
         }
         Some(reason) => {
             tracing::info!("training with hessboost's engine ({reason})");
-            hessboost_engine(setup, paths, checkpoint_dir)
+            hessboost_engine(setup, sets, checkpoint_dir)
         }
     }
 }
 
 /// What our hist trainer reads, as the job's hyperparameters say.
-fn hist_inputs(
-    setup: &Setup<'_>,
-    paths: &ChannelPaths,
-    validation: Option<PathBuf>,
-    empty_validation: bool,
-) -> hist::Inputs {
+fn hist_inputs(setup: &Setup<'_>, sets: &Sets, validation: Option<Channel>, empty_validation: bool) -> hist::Inputs {
     let hp = setup.hp;
     hist::Inputs {
-        train: paths.train.clone(),
+        train: sets.train.clone(),
         validation,
         layout: Layout { content_type: setup.content_type, csv_weights: hp.csv_weights },
         objective_params: objective_params(hp),
@@ -145,7 +153,7 @@ fn hist_inputs(
 /// The hist trainer on several hosts: every host resumes from the first host's checkpoint.
 fn distributed_engine(
     setup: &Setup<'_>,
-    paths: &ChannelPaths,
+    sets: &Sets,
     checkpoint_dir: &Path,
     team: Team,
 ) -> Result<Box<dyn Engine + Send>, Error> {
@@ -181,9 +189,9 @@ fn distributed_engine(
     if let Some(f) = &resume {
         tracing::info!(rounds = f.rounds(), "every host resumes from the first host's checkpoint");
     }
-    let has_validation = paths.validation.is_some();
-    let validation = paths.validation.clone().filter(|_| team.validation_rows);
-    let inputs = hist_inputs(setup, paths, validation, has_validation && !team.validation_rows);
+    let has_validation = sets.validation.is_some();
+    let validation = sets.validation.clone().filter(|_| team.validation_rows);
+    let inputs = hist_inputs(setup, sets, validation, has_validation && !team.validation_rows);
     Ok(Box::new(HistEngine::new(
         &setup.params,
         &inputs,
@@ -193,14 +201,10 @@ fn distributed_engine(
 }
 
 /// hessboost's engine on the whole data as floats.
-fn hessboost_engine(
-    setup: &Setup<'_>,
-    paths: &ChannelPaths,
-    checkpoint_dir: &Path,
-) -> Result<Box<dyn Engine + Send>, Error> {
+fn hessboost_engine(setup: &Setup<'_>, sets: &Sets, checkpoint_dir: &Path) -> Result<Box<dyn Engine + Send>, Error> {
     let (content_type, csv_weights) = (setup.content_type, setup.hp.csv_weights);
-    let train = read_dense(&paths.train, content_type, csv_weights)?;
-    let valid = paths.validation.as_ref().map(|v| read_dense(v, content_type, csv_weights)).transpose()?;
+    let train = read_dense(&sets.train, content_type, csv_weights)?;
+    let valid = sets.validation.as_ref().map(|v| read_dense(v, content_type, csv_weights)).transpose()?;
     let cols = train.cols.max(valid.as_ref().map_or(0, |v| v.cols));
     if let Some(v) = &valid
         && content_type == ContentType::Csv
@@ -226,9 +230,9 @@ fn hessboost_engine(
 
 /// The dense float matrix the hessboost engine needs, refused before it is made when it
 /// would not fit in memory.
-fn read_dense(path: &Path, content_type: ContentType, csv_weights: bool) -> Result<Labelled, Error> {
+fn read_dense(channel: &Channel, content_type: ContentType, csv_weights: bool) -> Result<Labelled, Error> {
     let limit = dense_value_limit();
-    labelled::read_limited(path, Some(content_type), csv_weights, limit).map_err(|e| match e {
+    labelled::read_channel(channel, content_type, csv_weights, limit).map_err(|e| match e {
         DataError::TooLarge { rows, cols } => Error::Channel(format!(
             "this configuration trains from the whole data as floats, and {rows} rows x {cols} features x 4 bytes \
              ({:.1} GB, or more: the rows were still being read) exceed a quarter of the {:.1} GB of memory; \

@@ -12,7 +12,7 @@ use hessboost::prelude::TrainingParams;
 
 use super::config::{ChannelConfig, CheckpointConfig, read_hyperparameters, read_json};
 use super::error::Error;
-use super::fit::{MODEL_FILE, Setup, Team, Trained, train_one, write_atomic};
+use super::fit::{MODEL_FILE, Sets, Setup, Team, Trained, train_one, write_atomic};
 use super::hyperparameters::{Hyperparameters, PrunePlan};
 use crate::cluster::{self, Collective, Hosts};
 use crate::contract::MlRoot;
@@ -91,7 +91,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome, Error> {
             stopped_by_signal: report.stopped_by_signal,
         });
     }
-    let trained = train_one(&setup, &paths, &checkpoint_dir, cluster, first_host)?;
+    let trained = train_one(&setup, &Sets::files(&paths), &checkpoint_dir, cluster, first_host)?;
     drop(paths);
     save(ml, &hp, trained, first_host)
 }

@@ -3,7 +3,10 @@
 //! trained per fold on the other folds (`xgboost-model-<n>`, n counting every fold of every
 //! repeat, checkpoints under `model-<n>`), the mean of the folds' last-round metrics is printed
 //! as `[num_round]\ttrain-rmse:...\tvalidation-rmse:...` after each repeat (and over all repeats
-//! when there are several), and the held-out predictions go to `predictions.csv`.
+//! when there are several), and the held-out predictions go to `predictions.csv`. The channels
+//! are parsed once, by the trainer's readers (any content type), and each fold is a set of row
+//! indices over those rows, as the built-in slices its DMatrix: nothing is written out and
+//! parsed again, so a fold reads exactly what plain training reads.
 //!
 //! Departures, each for a reason: the folds are drawn from `seed` (the built-in's are random on
 //! every run), and each fold's metrics are on its own training rows and held-out rows (the
@@ -11,16 +14,16 @@
 //! trained on, so its cross-validation metrics leak).
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use super::error::Error;
-use super::fit::{MODEL_FILE, Setup, train_one, write_atomic};
+use super::fit::{MODEL_FILE, Sets, Setup, train_one, write_atomic};
 use super::pipe::ChannelPaths;
 use crate::contract::MlRoot;
-use crate::data::labelled;
-use crate::data::rows::ContentType;
-use crate::data::{DataError, Position, dmlc, files, recordio};
+use crate::data::memory::{Channel, RowSet, RowStore};
+use crate::data::rows::{ContentType, Layout};
+use crate::data::{DataError, blocks, labelled};
 use crate::model::{Ensemble, Member};
 
 /// What the folds left.
@@ -37,40 +40,44 @@ pub(super) fn run(
     repeats: usize,
     checkpoint_dir: &Path,
 ) -> Result<Report, Error> {
-    let rows = Rows::read(paths, setup.content_type)?;
-    if rows.len() < folds {
-        return Err(Error::Channel(format!("`_kfold` is {folds} but the channels hold {} rows", rows.len())));
+    let store =
+        Arc::new(read_rows(paths, Layout { content_type: setup.content_type, csv_weights: setup.hp.csv_weights })?);
+    let labels = store.labels();
+    if labels.len() < folds {
+        return Err(Error::Channel(format!("`_kfold` is {folds} but the channels hold {} rows", labels.len())));
     }
     let classification = setup.hp.objective().starts_with("binary:") || setup.hp.float("num_class").is_some();
     let seed = setup.hp.float("seed").unwrap_or(0.0) as u64;
     tracing::info!(
         repeats,
         folds,
-        rows = rows.len(),
+        rows = labels.len(),
         "Run {repeats}-round of {folds}-fold cross validation with {} rows",
-        rows.len()
+        labels.len()
     );
-    let work = Work::new(ml)?;
-    let mut predictions = Predictions::new(&rows.labels, repeats, classification);
+    let mut predictions = Predictions::new(labels, repeats, classification);
     let mut all_scores = Vec::new();
     let mut models = 0;
     for repeat in 0..repeats {
-        let assignment = assign(&rows.labels, folds, classification, seed.wrapping_add(repeat as u64));
+        let assignment = assign(labels, folds, classification, seed.wrapping_add(repeat as u64));
         let mut repeat_scores = Vec::new();
         for fold in 0..folds {
             tracing::info!("Train cross validation fold {}", fold + 1);
             let held_out: Vec<bool> = assignment.iter().map(|&f| f == fold).collect();
-            let fold_paths = work.write(&rows, &held_out, setup.content_type)?;
+            let validation = RowSet::of(&store, |r| held_out[r]);
+            let sets = Sets {
+                train: Channel::Rows(RowSet::of(&store, |r| !held_out[r])),
+                validation: Some(Channel::Rows(validation.clone())),
+            };
             let n = repeat * folds + fold;
-            let trained = train_one(setup, &fold_paths, &checkpoint_dir.join(format!("model-{n}")), None, true)?;
+            let trained = train_one(setup, &sets, &checkpoint_dir.join(format!("model-{n}")), None, true)?;
             let bytes = crate::model::to_ubjson(&trained.forest);
             write_atomic(&ml.model_dir().join(format!("{MODEL_FILE}-{n}")), &bytes)?;
             models += 1;
             if trained.ran.stopped_by_signal {
                 return Ok(Report { models, stopped_by_signal: true });
             }
-            let validation = fold_paths.validation.as_ref().expect("a held-out fold");
-            predictions.record(&held_out, &predict(&bytes, validation, setup.content_type)?);
+            predictions.record(&held_out, &predict(&bytes, &validation, setup.content_type)?);
             repeat_scores.push(trained.ran.history.last().map(|(_, s)| s.clone()).unwrap_or_default());
         }
         tracing::info!("The metrics of round {} cross validation", repeat + 1);
@@ -85,115 +92,35 @@ pub(super) fn run(
     Ok(Report { models, stopped_by_signal: false })
 }
 
-/// Every row of the train then the validation channel, as its bytes (a text line, or a RecordIO
-/// record), with its label: folds are written without parsing the features.
-struct Rows {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-    labels: Vec<f32>,
-}
-
-impl Rows {
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    fn get(&self, i: usize) -> &[u8] {
-        &self.bytes[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
-    }
-
-    fn read(paths: &ChannelPaths, content_type: ContentType) -> Result<Self, Error> {
-        if content_type == ContentType::Parquet {
-            return Err(Error::Unsupported(
-                "`_kfold` with Parquet channels; use text/csv, text/libsvm or application/x-recordio-protobuf".into(),
-            ));
-        }
-        let mut files = files::data_files(&paths.train)?;
-        if let Some(v) = &paths.validation {
-            files.extend(files::data_files(v)?);
-        }
-        // The rows are held in memory, as the built-in holds its DMatrix: within a quarter of it.
-        let budget = crate::parallel::memory_bytes() / 4;
-        let mut rows = Self { bytes: Vec::new(), ends: Vec::new(), labels: Vec::new() };
-        for file in &files {
-            if content_type == ContentType::RecordIo {
-                rows.read_records(file)?;
-            } else {
-                rows.read_lines(file, content_type)?;
+/// Every row of the train then the validation channel, parsed once by the trainer's readers
+/// (any content type) and held in memory, as the built-in holds its DMatrix: within a quarter
+/// of the memory.
+fn read_rows(paths: &ChannelPaths, layout: Layout) -> Result<RowStore, Error> {
+    let budget = crate::parallel::memory_bytes() / 4;
+    let mut store = RowStore::default();
+    for channel in std::iter::once(&paths.train).chain(&paths.validation) {
+        let read = blocks::for_each_block(channel, layout, Ok, |block| {
+            store.push(&block)?;
+            if store.bytes() > budget {
+                return Err(DataError::TooLarge { rows: store.rows(), cols: block.width });
             }
-            if rows.bytes.len() as u64 > budget {
+            Ok(())
+        });
+        match read {
+            Err(DataError::TooLarge { .. }) => {
                 return Err(Error::Channel(format!(
                     "k-fold cross-validation holds the channels in memory, and they pass {} MiB (a quarter of the memory)",
                     budget >> 20
                 )));
             }
-        }
-        if rows.len() == 0 {
-            return Err(DataError::Empty { path: paths.train.clone() }.into());
-        }
-        Ok(rows)
-    }
-
-    fn read_lines(&mut self, file: &Path, content_type: ContentType) -> Result<(), Error> {
-        let mut reader = files::open(file)?.reader;
-        let mut line = Vec::new();
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line).map_err(|e| DataError::io(file, e))? == 0 {
-                return Ok(());
+            // An empty validation channel adds no rows; an empty train channel is refused.
+            Err(DataError::Empty { .. }) if channel != &paths.train => {}
+            other => {
+                other?;
             }
-            number += 1;
-            if line.trim_ascii().is_empty() {
-                continue;
-            }
-            // CSV: up to the first delimiter; libsvm: up to a blank or the `:weight`.
-            let end = |b: &u8| {
-                if content_type == ContentType::Libsvm {
-                    b.is_ascii_whitespace() || *b == b':'
-                } else {
-                    matches!(b, b',' | b'\t' | b';' | b'|')
-                }
-            };
-            let field = &line[..line.iter().position(end).unwrap_or(line.len())];
-            let label = dmlc::parse_field(field).filter(|l| l.is_finite()).ok_or_else(|| DataError::Malformed {
-                at: Position { file: file.to_path_buf(), line: number, column: Some("1".into()) },
-                problem: format!("the label `{}` is not a number", String::from_utf8_lossy(field.trim_ascii())),
-            })?;
-            if !line.ends_with(b"\n") {
-                line.push(b'\n');
-            }
-            self.push(&line, label);
         }
     }
-
-    fn read_records(&mut self, file: &Path) -> Result<(), Error> {
-        let mut frames =
-            recordio::FrameReader::new(files::open(file)?.reader, crate::data::binary_blocks::MAX_RECORD_BYTES);
-        let mut payload = Vec::new();
-        let mut number = 0u64;
-        let malformed = |problem: String| DataError::Malformed {
-            at: Position { file: file.to_path_buf(), line: 0, column: None },
-            problem,
-        };
-        while frames.next_into(&mut payload).map_err(|e| malformed(format!("record {}: {e}", number + 1)))? {
-            number += 1;
-            let label = recordio::record_label(&payload)
-                .map_err(|e| malformed(format!("record {number}: {e}")))?
-                .and_then(|t| t.values.first().copied())
-                .ok_or_else(|| malformed(format!("record {number}: no label")))?;
-            let mut framed = Vec::with_capacity(payload.len() + 12);
-            recordio::write_frame(&payload, &mut framed);
-            self.push(&framed, label);
-        }
-        Ok(())
-    }
-
-    fn push(&mut self, row: &[u8], label: f32) {
-        self.bytes.extend_from_slice(row);
-        self.ends.push(self.bytes.len());
-        self.labels.push(label);
-    }
+    Ok(store)
 }
 
 /// Each row's fold for one repeat: a seeded shuffle cut into `k` parts whose sizes differ by at
@@ -251,43 +178,11 @@ impl SplitMix {
     }
 }
 
-/// A fold's files, rewritten for every fold, removed at the end.
-struct Work {
-    dir: PathBuf,
-}
-
-impl Work {
-    fn new(ml: &MlRoot) -> Result<Self, Error> {
-        // Beside the channels, not among them: the channel check reads input/data.
-        let dir = ml.root().join("input").join(".sagestep-kfold");
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
-        Ok(Self { dir })
-    }
-
-    fn write(&self, rows: &Rows, held_out: &[bool], content_type: ContentType) -> Result<ChannelPaths, Error> {
-        let mut parts = [Vec::new(), Vec::new()];
-        for (i, &out) in held_out.iter().enumerate() {
-            parts[usize::from(out)].extend_from_slice(rows.get(i));
-        }
-        let ext = if content_type == ContentType::RecordIo { "rec" } else { "txt" };
-        let [train, validation] = ["train", "validation"].map(|name| self.dir.join(format!("{name}.{ext}")));
-        write_atomic(&train, &parts[0])?;
-        write_atomic(&validation, &parts[1])?;
-        Ok(ChannelPaths::new(train, Some(validation)))
-    }
-}
-
-impl Drop for Work {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A fold's model on its held-out rows, predicted as the evaluate step predicts.
-fn predict(model: &[u8], rows: &Path, content_type: ContentType) -> Result<Vec<Vec<f32>>, Error> {
+fn predict(model: &[u8], rows: &RowSet, content_type: ContentType) -> Result<Vec<Vec<f32>>, Error> {
     let model = crate::model::load(model).map_err(|e| Error::Engine(format!("the fold's model does not load: {e}")))?;
     let ensemble = Ensemble::new(vec![Member { name: "fold".into(), model }]);
-    let data = labelled::read(rows, Some(content_type), false)?;
+    let data = labelled::read_channel(&Channel::Rows(rows.clone()), content_type, false, usize::MAX)?;
     let predictions = crate::evaluate::predict_rows(&ensemble, &data);
     let per_row = ensemble.outputs_per_row().max(1);
     Ok(predictions.chunks(per_row).map(<[f32]>::to_vec).collect())

@@ -8,6 +8,7 @@ mod evaluate;
 mod fuzz_regressions;
 mod hist;
 mod hostile;
+mod kfold;
 mod mme;
 mod model;
 mod monitor;

@@ -84,6 +84,7 @@ impl Mme {
             ("POST", Some(b)) => agent.post(&url).header("Content-Type", "application/json").send(b),
             ("GET", _) => agent.get(&url).call(),
             ("DELETE", _) => agent.delete(&url).call(),
+            ("POST", None) => agent.post(&url).send_empty(),
             _ => unreachable!(),
         }
         .unwrap();
@@ -195,8 +196,8 @@ fn mme_loads_lists_describes_invokes_and_unloads_every_fixture_format() {
     assert_eq!(mme.get("/models"), (200, json!({"models": []})));
     for (name, _) in &models {
         let (status, body) = mme.load(name, &format!("/opt/ml/models/{name}/model"));
-        assert_eq!(status, 200, "{name}: {body}");
-        assert_eq!(body["modelName"], name.as_str());
+        // multi-model-server's answer, as the built-in gives it.
+        assert_eq!((status, body), (200, json!({"status": "Workers scaled"})), "{name}");
     }
 
     // Pagination over 80 models, 7 a page: each once, sorted, 12 pages; the default page holds all.
@@ -227,16 +228,18 @@ fn mme_loads_lists_describes_invokes_and_unloads_every_fixture_format() {
 
     for (name, _) in &models {
         let (status, body) = mme.delete(name);
-        assert_eq!((status, body["modelName"].as_str()), (200, Some(name.as_str())), "{body}");
+        assert_eq!((status, body), (200, json!({"status": format!("Model \"{name}\" unregistered")})));
     }
     assert_eq!(mme.get("/models"), (200, json!({"models": []})));
     let (name, case) = &models[0];
     let one = csv_body(&read_csv(&case.join("X.csv"))[..1]);
     let (status, _, body) =
         mme.invoke(&format!("/models/{name}/invoke"), &[("Content-Type", "text/csv")], one.as_bytes());
-    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(mme.get(&format!("/models/{name}")).0, 404);
-    assert_eq!(mme.delete(name).0, 404);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    let gone = json!({"code": 404, "type": "ModelNotFoundException", "message": format!("Model not found: {name}")});
+    assert_eq!((status, body), (404, gone.clone()));
+    assert_eq!(mme.get(&format!("/models/{name}")), (404, gone.clone()));
+    assert_eq!(mme.delete(name), (404, gone));
 }
 
 #[test]
@@ -269,19 +272,26 @@ fn mme_selectable_outputs_and_custom_attributes() {
     }
 }
 
+/// multi-model-server's error body: `{"code", "type", "message"}`; its type.
 fn error_type(body: &Value) -> &str {
-    body["error_type"].as_str().unwrap_or_else(|| panic!("no error_type in {body}"))
+    assert!(body["code"].is_u64() && body["message"].is_string(), "not MMS's error body: {body}");
+    body["type"].as_str().unwrap_or_else(|| panic!("no type in {body}"))
 }
 
+/// The codes, types and messages multi-model-server gives (frontend/server's
+/// ManagementRequestHandler, ModelManager, ModelArchive and HttpRequestHandler), for
+/// duplicates, unknown models, routes and methods, bad names, and urls that escape or name
+/// nothing.
 #[test]
 fn mme_refuses_duplicates_unknown_models_and_hostile_names_and_urls() {
     let root = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
     let case = fixtures().join("3.0.5/reg_squarederror");
     let good = place(root.path(), "good", "xgboost-model", &case.join("xgboost-model"));
-    // A valid model outside the root, which every hostile url below would otherwise load.
     std::fs::create_dir_all(outside.path().join("model")).unwrap();
     std::fs::copy(case.join("xgboost-model"), outside.path().join("model/xgboost-model")).unwrap();
+    // A directory linked to another readable directory loads; a model file linked out of its
+    // directory does not.
     std::os::unix::fs::symlink("/opt/ml/outside/model", root.path().join("linkdir")).unwrap();
     std::fs::create_dir_all(root.path().join("linkfile/model")).unwrap();
     std::os::unix::fs::symlink("/opt/ml/outside/model/xgboost-model", root.path().join("linkfile/model/xgboost-model"))
@@ -294,61 +304,106 @@ fn mme_refuses_duplicates_unknown_models_and_hostile_names_and_urls() {
 
     assert_eq!(mme.load("good", &good).0, 200);
     let (status, body) = mme.load("good", &good);
-    assert_eq!((status, error_type(&body)), (409, "model_already_loaded"), "{body}");
+    let conflict =
+        json!({"code": 409, "type": "ConflictStatusException", "message": "Model good is already registered."});
+    assert_eq!((status, body), (409, conflict));
 
     let one = csv_body(&read_csv(&case.join("X.csv"))[..1]);
     let csv = [("Content-Type", "text/csv")];
+    let nope = json!({"code": 404, "type": "ModelNotFoundException", "message": "Model not found: nope"});
     for (path, headers) in [
         ("/models/nope/invoke", &csv[..]),
         ("/invocations", &[("Content-Type", "text/csv"), ("X-Amzn-SageMaker-Target-Model", "nope")][..]),
     ] {
         let (status, _, body) = mme.invoke(path, headers, one.as_bytes());
-        let body: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!((status, error_type(&body)), (404, "model_not_found"), "{path}: {body}");
+        assert_eq!((status, serde_json::from_slice::<Value>(&body).unwrap()), (404, nope.clone()), "{path}");
     }
     let (status, _, body) = mme.invoke("/invocations", &csv, one.as_bytes());
     assert_eq!(status, 400, "no target model: {}", String::from_utf8_lossy(&body));
-    assert_eq!(mme.get("/models/nope").0, 404);
-    let (status, body) = mme.delete("nope");
-    assert_eq!((status, error_type(&body)), (404, "model_not_found"));
+    assert_eq!(mme.get("/models/nope"), (404, nope.clone()));
+    assert_eq!(mme.delete("nope"), (404, nope));
+    let (status, body) = mme.get("/nowhere");
+    assert_eq!((status, error_type(&body)), (404, "ResourceNotFoundException"), "{body}");
+    assert_eq!(body["message"], "Requested resource is not found, please refer to API document.");
+    let (status, body) = mme.send("DELETE", "/models", None);
+    assert_eq!((status, error_type(&body)), (405, "MethodNotAllowedException"), "{body}");
+    assert_eq!(body["message"], "Requested method is not allowed, please refer to API document.");
 
     for name in ["", ".", "..", "../good", "a/b", "a\\b", "a b", "x\ny", &"n".repeat(300)] {
         let (status, body) = mme.load(name, &good);
-        assert_eq!((status, error_type(&body)), (400, "invalid_model_name"), "{name:?}: {body}");
+        assert_eq!((status, error_type(&body)), (400, "BadRequestException"), "{name:?}: {body}");
     }
     let urls = [
-        ("/opt/ml/models/../outside/model", "invalid_url", "`..`"),
-        ("../outside/model", "invalid_url", "`..`"),
-        ("/opt/ml/outside/model", "invalid_url", "models root"),
-        ("/etc", "invalid_url", "models root"),
-        ("/", "invalid_url", "models root"),
-        ("/opt/ml/models/linkdir", "invalid_url", "models root"),
-        ("/opt/ml/models/linkfile/model", "invalid_url", "models root"),
-        ("/opt/ml/models/missing/model", "invalid_url", "does not exist"),
-        ("", "invalid_url", "must name"),
-        ("/opt/ml/models/empty/model", "invalid_model", "no model file"),
-        ("/opt/ml/models/corrupt/model", "invalid_model", "not an XGBoost model"),
+        ("/opt/ml/models/../outside/model", 404, "ModelNotFoundException", "Relative path is not allowed in url: "),
+        ("../outside/model", 404, "ModelNotFoundException", "Relative path is not allowed in url: "),
+        ("/opt/ml/models/missing/model", 404, "ModelNotFoundException", "Model not found in model store: "),
+        ("missing", 404, "ModelNotFoundException", "Model not found in model store: missing"),
+        ("/opt/ml/models/good/model/xgboost-model/x", 404, "ModelNotFoundException", "Model not found in model store"),
+        ("/opt/ml/models/linkfile/model", 400, "BadRequestException", "a link to a file outside the directory"),
+        ("/opt/ml/models/good/model/xgboost-model", 400, "BadRequestException", "must name a directory"),
+        ("", 400, "BadRequestException", "Parameter url is required."),
+        ("/opt/ml/models/empty/model", 400, "InvalidModelException", "no model file"),
+        ("/opt/ml/models/corrupt/model", 400, "InvalidModelException", "not an XGBoost model"),
     ];
-    for (url, kind, says) in urls {
+    for (url, code, kind, says) in urls {
         let (status, body) = mme.load("hostile", url);
-        assert_eq!((status, error_type(&body)), (400, kind), "{url}: {body}");
-        assert!(body["error"].as_str().unwrap().contains(says), "{url}: {body}");
+        assert_eq!((status, error_type(&body)), (code, kind), "{url}: {body}");
+        assert_eq!(body["code"], code, "{url}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{url}: {body}");
     }
-    for bad in [&b"not json"[..], br#"{"model_name": "x"}"#, br#"{"model_name": 1, "url": "/x"}"#] {
+    let (status, body) = mme.send("POST", "/models", Some(br#"{"model_name": "x"}"#));
+    assert_eq!((status, &body["message"]), (400, &json!("Parameter url is required.")), "{body}");
+    for bad in [&b"not json"[..], br#"{"model_name": 1, "url": "/x"}"#] {
         let (status, body) = mme.send("POST", "/models", Some(bad));
-        assert_eq!((status, error_type(&body)), (400, "bad_request"), "{body}");
+        assert_eq!((status, error_type(&body)), (400, "BadRequestException"), "{body}");
     }
     let (status, body) = mme.get("/models?max_results=0");
-    assert_eq!((status, error_type(&body)), (400, "bad_request"));
+    assert_eq!((status, error_type(&body)), (400, "BadRequestException"));
     let (status, body) = mme.get("/models?next_page_token=zz");
-    assert_eq!((status, error_type(&body)), (400, "bad_request"));
+    assert_eq!((status, error_type(&body)), (400, "BadRequestException"));
 
     // Failed loads left nothing behind: the name is free, only `good` is listed.
     assert_eq!(mme.list_all(10).0, ["good"]);
+    // Any readable directory loads: one outside the models root, one reached by a link.
+    assert_eq!(mme.load("outside", "/opt/ml/outside/model").0, 200);
+    assert_eq!(mme.load("linked", "/opt/ml/models/linkdir").0, 200);
     assert_eq!(mme.load("hostile", &good).0, 200);
 }
 
-/// A model's accounted bytes as the server computes them, without the registry entry.
+/// The built-in's own multi-model test (test_multiple_model_endpoint.py): models mounted at
+/// `/opt/ml/model`, `pickled_model` (a pickled Booster) and `saved_booster` (Booster.save_model)
+/// loaded from `/opt/ml/model/<name>`, invoked with XGBoost's predictions, and unloaded.
+#[test]
+fn mme_loads_pickled_model_and_saved_booster_from_opt_ml_model() {
+    let models = tempfile::tempdir().unwrap();
+    let case = fixtures().join("3.2.0/binary_logistic");
+    for (name, file) in [("pickled_model", "xgboost-model.pkl"), ("saved_booster", "xgboost-model")] {
+        std::fs::create_dir_all(models.path().join(name)).unwrap();
+        std::fs::copy(case.join(file), models.path().join(name).join("xgboost-model")).unwrap();
+    }
+    std::fs::create_dir_all(models.path().join("empty")).unwrap();
+    let mount = format!("{}:/opt/ml/model:ro", models.path().display());
+    let empty_root = tempfile::tempdir().unwrap();
+    let mme = Mme::start(empty_root.path(), None, &["-v", &mount], &[]);
+    assert_eq!(mme.get("/models"), (200, json!({"models": []})));
+    for name in ["pickled_model", "saved_booster"] {
+        let (status, body) = mme.load(name, &format!("/opt/ml/model/{name}"));
+        assert_eq!((status, body), (200, json!({"status": "Workers scaled"})), "{name}");
+    }
+    for name in ["pickled_model", "saved_booster"] {
+        check_every_content_type(&mme, &format!("/models/{name}/invoke"), &[], &case, name);
+    }
+    let (status, body) = mme.load("missing", "/opt/ml/model/missing");
+    let missing = json!({"code": 404, "type": "ModelNotFoundException", "message": "Model not found in model store: /opt/ml/model/missing"});
+    assert_eq!((status, body), (404, missing));
+    let (status, body) = mme.load("empty", "/opt/ml/model/empty");
+    assert_eq!((status, error_type(&body)), (400, "InvalidModelException"), "{body}");
+    for name in ["pickled_model", "saved_booster"] {
+        let (status, body) = mme.delete(name);
+        assert_eq!((status, body), (200, json!({"status": format!("Model \"{name}\" unregistered")})));
+    }
+}
+
 fn model_bytes(dir: &Path) -> u64 {
     let mut ensemble = Ensemble::load(dir).unwrap();
     ensemble.compact();
@@ -406,8 +461,8 @@ fn mme_answers_507_before_the_memory_limit_and_reads_the_cgroup_limit() {
     let budget = (64u64 << 20) - (32 << 20);
     assert_eq!(ready_line(&mme)["budget_bytes"], budget);
     let (loaded, body) = load_until_refused(&mme, &urls);
-    assert_eq!(error_type(&body), "insufficient_memory", "{body}");
-    assert!(body["error"].as_str().unwrap().contains(&format!("{budget}-byte budget")), "{body}");
+    assert_eq!((body["code"].as_u64(), error_type(&body)), (Some(507), "OutOfMemoryError"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains(&format!("{budget}-byte budget")), "{body}");
     let rss = container_rss(&mme);
     eprintln!("{loaded} models loaded within a {budget}-byte budget; resident {rss}");
     assert!(loaded >= 10, "only {loaded} models fitted: {body}");
@@ -433,7 +488,7 @@ fn mme_answers_507_before_the_memory_limit_and_reads_the_cgroup_limit() {
     assert_eq!(ready["budget_bytes"], (96u64 << 20) - (32 << 20), "{ready}");
     assert!(ready["budget_source"].as_str().unwrap().contains("cgroup"), "{ready}");
     let (loaded, body) = load_until_refused(&limited, &urls);
-    assert_eq!(error_type(&body), "insufficient_memory", "{body}");
+    assert_eq!(error_type(&body), "OutOfMemoryError", "{body}");
     let one = csv_body(&rows[..1]);
     assert_eq!(limited.invoke("/models/m0/invoke", &[("Content-Type", "text/csv")], one.as_bytes()).0, 200);
     let state = Command::new("docker")

@@ -59,6 +59,82 @@ fn writes_four_splits_and_the_transform_from_sagemaker_paths() {
     assert_eq!(report["inputs"][0]["sha256"].as_str().unwrap().len(), 64);
 }
 
+/// Exact sizes, `train_test_split`'s way: round(0.7 x 398) = 279 train, round(0.15 x 398) = 60
+/// validation, the 59 test rows halved 29/30, as preprocessing.json and the files say.
+#[test]
+fn auto_mpg_splits_at_exactly_the_ratios() {
+    let ml = with_auto_mpg_input();
+    assert_success(&ml.run(BIN, &[]));
+    let counts = &report(&ml)["rows"];
+    let sizes: Vec<u64> = SETS.iter().map(|s| counts[*s].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [279, 60, 29, 30]);
+    for (set, n) in SETS.iter().zip(&sizes) {
+        assert_eq!(ml.read(&format!("processing/{set}/{set}.csv")).lines().count() as u64, *n, "{set}");
+    }
+    // Other ratios and seeds: still round(ratio x n), whatever the hashes.
+    for (seed, ratios) in [("1", ["0.6", "0.2", "0.2"]), ("9", ["0.8", "0.1", "0.1"])] {
+        let ml = with_auto_mpg_input();
+        let args =
+            ["--seed", seed, "--train-ratio", ratios[0], "--validation-ratio", ratios[1], "--test-ratio", ratios[2]];
+        assert_success(&ml.run(BIN, &args));
+        let r: Vec<f64> = ratios.iter().map(|r| r.parse().unwrap()).collect();
+        let (train, validation) = ((r[0] * 398.0_f64).round() as u64, (r[1] * 398.0_f64).round() as u64);
+        let test = 398 - train - validation;
+        let counts = &report(&ml)["rows"];
+        let got: Vec<u64> = SETS.iter().map(|s| counts[*s].as_u64().unwrap()).collect();
+        assert_eq!(got, [train, validation, test / 2, test - test / 2], "seed {seed} {ratios:?}");
+    }
+}
+
+/// A row's set follows its values: the same rows in the same order split the same whatever
+/// the files are called, headed, quoted, delimited, compressed or cut into.
+#[test]
+fn the_split_ignores_file_names_headers_compression_and_cuts() {
+    let data = std::fs::read_to_string(auto_mpg()).unwrap();
+    let fields = |line: &str| -> Vec<String> {
+        let (numbers, name) = line.split_once('\t').unwrap();
+        let mut f: Vec<String> = numbers.split_whitespace().map(str::to_string).collect();
+        f.push(name.to_string());
+        f
+    };
+    let csv: String = "mpg,cylinders,displacement,horsepower,weight,acceleration,model year,origin,car name\n"
+        .to_string()
+        + &data.lines().map(|l| fields(l).join(",") + "\n").collect::<String>();
+    let lines: Vec<&str> = data.lines().collect();
+    let gzip = |text: &str| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut e, text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    type Files = Vec<(String, Vec<u8>)>;
+    let layouts: Vec<(&str, Files)> = vec![
+        ("one .data file", vec![("auto-mpg.data".into(), data.clone().into_bytes())]),
+        ("a CSV with a header", vec![("auto-mpg.csv".into(), csv.clone().into_bytes())]),
+        ("gzip", vec![("x/cars.gz".into(), gzip(&data))]),
+        (
+            "three files of other sizes",
+            [(0, 100), (100, 101), (101, 398)]
+                .iter()
+                .enumerate()
+                .map(|(i, (a, b))| (format!("part-{i}"), (lines[*a..*b].join("\n") + "\n").into_bytes()))
+                .collect(),
+        ),
+    ];
+    let mut reference: Option<Vec<String>> = None;
+    for (how, files) in layouts {
+        let ml = MlTree::new();
+        for (name, bytes) in &files {
+            ml.write(&format!("processing/input/{name}"), bytes);
+        }
+        assert_success(&ml.run(BIN, &[]));
+        let sets: Vec<String> = SETS.iter().map(|s| ml.read(&format!("processing/{s}/{s}.csv"))).collect();
+        match &reference {
+            None => reference = Some(sets),
+            Some(r) => assert!(*r == sets, "{how}: other sets"),
+        }
+    }
+}
+
 #[test]
 fn same_seed_same_bytes_other_seed_other_shuffle() {
     let (a, b, c) = (with_auto_mpg_input(), with_auto_mpg_input(), with_auto_mpg_input());
@@ -415,8 +491,11 @@ fn one_and_three_instances_give_the_same_sets_and_report() {
         (vec![vec![0, 1], vec![2, 3, 4], vec![5]], &[]),
         (vec![vec![], vec![5, 0, 3], vec![1, 2, 4]], &[("SAGESTEP_MEDIAN_BUDGET", "64"), ("SAGESTEP_LOG", "info")]),
     ];
-    for (assignment, env) in assignments {
-        let (trees, outputs) = run_hosts(3, &assignment, &[1, 2, 3], env);
+    let two: [Assignment<'_>; 2] =
+        [(vec![vec![0, 1, 2], vec![3, 4, 5]], &[]), (vec![vec![4], vec![5, 3, 2, 1, 0]], &[])];
+    for (assignment, env) in assignments.into_iter().chain(two) {
+        let world = assignment.len();
+        let (trees, outputs) = run_hosts(world, &assignment, &(1..=world).collect::<Vec<_>>(), env);
         for (i, out) in outputs.iter().enumerate() {
             assert_success(out);
             let files = written(&trees[i]);

@@ -109,7 +109,7 @@ fn the_report_of_a_run_renders_in_chromium_with_its_charts() {
     // The charts: timeline, tuning objective, predicted against actual, residuals, drift.
     assert!(count(&dom, "<svg") >= 5, "{} charts", count(&dom, "<svg"));
     assert!(dom.contains(r#"id="timeline""#));
-    assert!(count(&dom, r#"class="point""#) >= 20, "the scatter's points (27 test rows)");
+    assert!(count(&dom, r#"class="point""#) >= 20, "the scatter's points (29 test rows)");
     assert!(count(&dom, r#"class="bin""#) == 20, "the residuals' histogram");
     // Drift per feature: the nine features of test_set_2.
     assert_eq!(count(&dom, r#"<tr class="feature">"#), 9, "drift rows");

@@ -325,7 +325,7 @@ fn the_whole_pipeline_runs_against_s3_and_leaves_the_objects_sagemaker_would() {
     let evaluation: Value =
         serde_json::from_slice(&std::fs::read(run.join("EvaluateTopModel/evaluation/evaluation.json")).unwrap())
             .unwrap();
-    // About 16 on test_set_1's 27 rows (see the pipeline tests).
+    // test_set_1's 29 rows (see the pipeline tests): a loose bound.
     assert!(evaluation["regression_metrics"]["mse"]["value"].as_f64().unwrap() < 25.0);
     let predictions = std::fs::read_to_string(run.join("TransformTestSet2/predictions/test_set_2.csv.out")).unwrap();
     let unlabelled = std::fs::read_to_string(run.join("PreprocessAutoMpgData/test_set_2/test_set_2.csv")).unwrap();

@@ -4,7 +4,6 @@
 //! (validation) is binned in one pass against the training cuts.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use rayon::prelude::*;
 
@@ -14,6 +13,7 @@ use super::matrix::BinnedMatrix;
 use super::sketch::Sketch;
 use crate::data::DataError;
 use crate::data::blocks::{self, BlockSummary};
+use crate::data::memory::Source;
 use crate::data::rows::{Layout, RowBlock};
 
 /// The features that occur, and where each sits in the compact numbering the trainer uses.
@@ -79,12 +79,12 @@ pub struct Loaded {
     pub summary: BlockSummary,
 }
 
-/// Read, sketch and bin the training channel at `path`.
-pub fn training(path: &Path, layout: Layout, max_bin: usize, name: &str) -> Result<Loaded, DataError> {
+/// Read, sketch and bin the training channel (its files, or rows in memory).
+pub fn training(source: Source<'_>, layout: Layout, max_bin: usize, name: &str) -> Result<Loaded, DataError> {
     let clock = std::time::Instant::now();
-    let sketched = match blocks::probe(path, layout)? {
-        Some(probe) => sketch_guessing_sizes(path, layout, max_bin, &probe)?,
-        None => scan_then_sketch(path, layout, max_bin)?,
+    let sketched = match blocks::probe(source, layout)? {
+        Some(probe) => sketch_guessing_sizes(source, layout, max_bin, &probe)?,
+        None => scan_then_sketch(source, layout, max_bin)?,
     };
     let Sketched { targets, summary, features, col_size, sketches } = sketched;
     let mut cuts = Cuts::builder(features.len());
@@ -96,7 +96,7 @@ pub fn training(path: &Path, layout: Layout, max_bin: usize, name: &str) -> Resu
     let rows = summary.rows;
     let any_missing = !summary.sparse && col_size.iter().any(|&n| (n as usize) < rows);
     let largest = cuts.max_bins_per_feature().saturating_sub(1) as u32;
-    let mut matrix = bin_pass(path, layout, &cuts, &features, !summary.sparse, largest, any_missing, rows, false)?;
+    let mut matrix = bin_pass(source, layout, &cuts, &features, !summary.sparse, largest, any_missing, rows, false)?;
     // The column copy speeds up splitting (a byte per row instead of a row's cache line) for
     // one more matrix of memory: made when that costs at most an eighth of the input's size.
     if matrix.bytes() as u64 <= summary.bytes / 8 {
@@ -156,7 +156,7 @@ pub(super) fn add_counts(dense: &mut Vec<u64>, sparse: &mut HashMap<u32, u64>, c
 /// read. A dense text channel guesses the counts from its first block and sketches while
 /// counting: one pass. A feature whose guess gave another sketch size is sketched again.
 fn sketch_guessing_sizes(
-    path: &Path,
+    source: Source<'_>,
     layout: Layout,
     max_bin: usize,
     probe: &blocks::Probe,
@@ -169,7 +169,7 @@ fn sketch_guessing_sizes(
     let mut counts = Vec::new();
     let all: Vec<bool> = vec![true; guessed.len()];
     let summary = blocks::for_each_block(
-        path,
+        source,
         layout,
         |block| {
             let c = count_block(&block);
@@ -189,7 +189,7 @@ fn sketch_guessing_sizes(
         .collect();
     if redo.len() != sketches.len() {
         // The width changed after the first block: the pass has reported it already.
-        return scan_then_sketch(path, layout, max_bin);
+        return scan_then_sketch(source, layout, max_bin);
     }
     if redo.iter().any(|&r| r) {
         tracing::debug!(features = redo.iter().filter(|&&r| r).count(), "sketching again with the exact sizes");
@@ -198,7 +198,7 @@ fn sketch_guessing_sizes(
                 *sketch = Sketch::for_column(counts[f] as usize, max_bin);
             }
         }
-        blocks::for_each_block(path, layout, Ok, |block| {
+        blocks::for_each_block(source, layout, Ok, |block| {
             push_dense(&mut sketches, &block, &redo);
             Ok(())
         })?;
@@ -209,12 +209,12 @@ fn sketch_guessing_sizes(
 }
 
 /// Two passes: count every feature's entries, then sketch.
-fn scan_then_sketch(path: &Path, layout: Layout, max_bin: usize) -> Result<Sketched, DataError> {
+fn scan_then_sketch(source: Source<'_>, layout: Layout, max_bin: usize) -> Result<Sketched, DataError> {
     let mut targets = Targets::default();
     let mut dense_counts: Vec<u64> = Vec::new();
     let mut sparse_counts: HashMap<u32, u64> = HashMap::new();
     let summary = blocks::for_each_block(
-        path,
+        source,
         layout,
         |block| {
             let c = count_block(&block);
@@ -238,7 +238,7 @@ fn scan_then_sketch(path: &Path, layout: Layout, max_bin: usize) -> Result<Sketc
     let mut sketches: Vec<Sketch> = col_size.iter().map(|&n| Sketch::for_column(n as usize, max_bin)).collect();
     if summary.sparse {
         blocks::for_each_block(
-            path,
+            source,
             layout,
             |block| Ok(by_feature(&block, &features)),
             |columns| {
@@ -248,7 +248,7 @@ fn scan_then_sketch(path: &Path, layout: Layout, max_bin: usize) -> Result<Sketc
         )?;
     } else {
         let all = vec![true; sketches.len()];
-        blocks::for_each_block(path, layout, Ok, |block| {
+        blocks::for_each_block(source, layout, Ok, |block| {
             push_dense(&mut sketches, &block, &all);
             Ok(())
         })?;
@@ -292,7 +292,7 @@ fn push_columns(sketches: &mut [Sketch], columns: Vec<(u32, Vec<(f32, f32)>)>) {
 
 /// A set that is only predicted on, binned with fine bins against `cuts`.
 pub fn evaluation(
-    path: &Path,
+    source: Source<'_>,
     layout: Layout,
     cuts: &Cuts,
     features: &FeatureMap,
@@ -304,7 +304,7 @@ pub fn evaluation(
     let mut targets = Targets::default();
     let mut matrix = BinnedMatrix::new(features.len(), dense, largest, true, 0);
     let summary = blocks::for_each_block(
-        path,
+        source,
         layout,
         |block| {
             let binned = bin_block(&block, cuts, features, &matrix_template(features, dense, largest), true);
@@ -339,7 +339,7 @@ fn matrix_template(features: &FeatureMap, dense: bool, largest: u32) -> BinnedMa
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn bin_pass(
-    path: &Path,
+    source: Source<'_>,
     layout: Layout,
     cuts: &Cuts,
     features: &FeatureMap,
@@ -352,7 +352,7 @@ pub(super) fn bin_pass(
     let mut matrix = BinnedMatrix::new(features.len(), dense, largest, any_missing, rows);
     let template = matrix.block(0);
     blocks::for_each_block(
-        path,
+        source,
         layout,
         |block| Ok(bin_block(&block, cuts, features, &template, fine)),
         |binned| {

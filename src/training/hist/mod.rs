@@ -26,7 +26,6 @@ pub mod sketch;
 pub mod timing;
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -40,13 +39,14 @@ use super::engine::{Engine, Scores};
 use super::error::Error;
 use crate::cluster::Collective;
 use crate::data::DataError;
+use crate::data::memory::Channel;
 use crate::data::rows::Layout;
 use crate::model::forest::{Forest, Objective};
 
 /// Where the channels are and how their rows are laid out.
 pub struct Inputs {
-    pub train: PathBuf,
-    pub validation: Option<PathBuf>,
+    pub train: Channel,
+    pub validation: Option<Channel>,
     pub layout: Layout,
     /// Objective parameters to record in the model (`tweedie_variance_power`, ...).
     pub objective_params: Vec<(String, String)>,
@@ -235,22 +235,26 @@ impl HistEngine {
 /// then the validation channel on the train channel's cuts.
 fn load_sets(params: &TrainingParams, inputs: &Inputs, cluster: Option<&dyn Collective>) -> Result<Sets, Error> {
     let loaded = match cluster {
-        None => load::training(&inputs.train, inputs.layout, params.max_bin, "train")?,
+        None => load::training((&inputs.train).into(), inputs.layout, params.max_bin, "train")?,
         Some(c) => {
-            shards::training(&inputs.train, inputs.layout, params.max_bin, params.seed, c, params.subsample < 1.0)
-                .map_err(|e| match e {
+            let train = inputs.train.path().ok_or_else(|| {
+                Error::Unsupported("training on several hosts reads its channels' files, not rows in memory".into())
+            })?;
+            shards::training(train, inputs.layout, params.max_bin, params.seed, c, params.subsample < 1.0).map_err(
+                |e| match e {
                     shards::ShardError::Data(d) => Error::Data(d),
                     shards::ShardError::Cluster(c) => Error::Cluster(c),
                     shards::ShardError::Disagree(m) => Error::Channel(m),
-                })?
+                },
+            )?
         }
     };
     let (features, cuts) = (loaded.features, loaded.cuts);
     let mut evals = Vec::new();
     let mut num_feature = features.num_feature;
-    if let Some(path) = &inputs.validation {
+    if let Some(validation) = &inputs.validation {
         let fine_largest = cuts.max_bins_per_feature() as u32 + 1;
-        let (set, width) = match load::evaluation(path, inputs.layout, &cuts, &features, "validation") {
+        let (set, width) = match load::evaluation(validation.into(), inputs.layout, &cuts, &features, "validation") {
             Ok((set, summary)) => (set, summary.width),
             // A host's share of a sharded validation channel can be empty.
             Err(DataError::Missing { .. } | DataError::NoFiles { .. } | DataError::Empty { .. })

@@ -222,7 +222,7 @@ pub fn training(
     let matrix = if summary.rows == 0 {
         super::matrix::BinnedMatrix::new(features.len(), !sparse, largest, any_missing, 0)
     } else {
-        load::bin_pass(path, layout, &cuts, &features, !sparse, largest, any_missing, summary.rows, false)?
+        load::bin_pass(path.into(), layout, &cuts, &features, !sparse, largest, any_missing, summary.rows, false)?
     };
     let set = DataSet {
         name: "train".into(),
