@@ -255,7 +255,23 @@ pub fn lint(definition: &Definition) -> Vec<Issue> {
     if let Some(cycle) = find_cycle(&needs) {
         issue("$.Steps", format!("the steps form a cycle: {}", cycle.join(" -> ")));
     }
+    issues.extend(capture_issues(definition));
     issues
+}
+
+/// A Transform step's `DataCaptureConfig`: the literal values the schema lets through that
+/// CreateTransformJob would refuse.
+fn capture_issues(definition: &Definition) -> Vec<Issue> {
+    let transforms = definition.steps.iter().filter(|s| s.kind == StepType::Transform);
+    transforms
+        .filter_map(|step| Some((step, step.arguments.get("DataCaptureConfig")?)))
+        .flat_map(|(step, config)| {
+            super::jobs::capture::value_issues(config).into_iter().map(|(field, message)| Issue {
+                path: format!("{}.Arguments.DataCaptureConfig.{field}", step.path),
+                message,
+            })
+        })
+        .collect()
 }
 
 fn output_names(step: &super::definition::Step) -> Vec<String> {

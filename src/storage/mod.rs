@@ -267,6 +267,18 @@ impl Storage {
         }
     }
 
+    /// `write`, with the object encrypted by the KMS key `kms_key_id` when one is given (S3's
+    /// SSE-KMS; a directory store has no encryption). A local path is written as `write` does.
+    pub fn write_encrypted(&self, uri: &str, bytes: &[u8], kms_key_id: Option<&str>) -> Result<(), StoreError> {
+        match (Location::parse(uri)?, kms_key_id) {
+            (Location::S3 { bucket, key }, Some(kms_key_id)) => {
+                let (bucket, key) = self.place(&bucket, &key);
+                self.store.write_encrypted(&bucket, &key, bytes, kms_key_id)
+            }
+            _ => self.write(uri, bytes),
+        }
+    }
+
     // --- The runner's own records ----------------------------------------------------------
 
     pub fn state_uri(&self, key: &str) -> String {

@@ -300,6 +300,26 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// PutObject of `bytes`, with SSE-KMS under `kms_key_id` when one is given.
+    fn put_bytes(&self, bucket: &str, key: &str, bytes: &[u8], kms_key_id: Option<&str>) -> Result<(), StoreError> {
+        let encryption = kms_key_id.map(|_| aws_sdk_s3::types::ServerSideEncryption::AwsKms);
+        self.runtime.block_on(async {
+            self.client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .set_server_side_encryption(encryption)
+                .set_ssekms_key_id(kms_key_id.map(str::to_string))
+                .body(ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify(bucket, key, e))?;
+            Ok(())
+        })
+    }
+}
+
 impl ObjectStore for S3Store {
     fn describe(&self) -> String {
         format!("S3 ({})", self.endpoint)
@@ -350,17 +370,11 @@ impl ObjectStore for S3Store {
     }
 
     fn write(&self, bucket: &str, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.runtime.block_on(async {
-            self.client
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(ByteStream::from(bytes.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify(bucket, key, e))?;
-            Ok(())
-        })
+        self.put_bytes(bucket, key, bytes, None)
+    }
+
+    fn write_encrypted(&self, bucket: &str, key: &str, bytes: &[u8], kms_key_id: &str) -> Result<(), StoreError> {
+        self.put_bytes(bucket, key, bytes, Some(kms_key_id))
     }
 
     fn create_new(&self, bucket: &str, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {

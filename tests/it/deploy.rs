@@ -13,9 +13,9 @@ use crate::serve::free_port;
 use crate::util::{assert_success, repo, require_image, stderr};
 
 /// A server child process, killed on drop.
-struct Server {
+pub struct Server {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl Server {
@@ -55,7 +55,7 @@ fn registry(dir: &Path) -> Server {
     Server::start(Command::new(binary).arg("serve").arg(&config), port, "docker-registry")
 }
 
-fn moto() -> Server {
+pub fn moto() -> Server {
     let binary = std::env::var_os("SAGESTEP_MOTO_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target/python/moto/bin/moto_server"));
@@ -64,8 +64,9 @@ fn moto() -> Server {
     Server::start(Command::new(binary).args(["-H", "127.0.0.1", "-p", &port.to_string()]), port, "moto_server")
 }
 
-/// The AWS CLI against the stand-in, with throwaway credentials and no user configuration.
-fn aws(moto: &Server, args: &[&str]) -> serde_json::Value {
+/// The AWS CLI against the stand-in, with throwaway credentials and no user configuration;
+/// what it prints as JSON (null when it prints nothing, as for `s3api create-bucket`).
+pub fn aws(moto: &Server, args: &[&str]) -> serde_json::Value {
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
     let out = aws_env(Command::new("aws"))
         .args(args)
@@ -73,10 +74,13 @@ fn aws(moto: &Server, args: &[&str]) -> serde_json::Value {
         .output()
         .expect("the aws CLI");
     assert_success(&out);
+    if out.stdout.trim_ascii().is_empty() {
+        return serde_json::Value::Null;
+    }
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
 }
 
-fn aws_env(mut command: Command) -> Command {
+pub fn aws_env(mut command: Command) -> Command {
     command
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::util::{assert_measured, assert_success, auto_mpg, repo, require_image, stderr};
 
@@ -285,6 +285,11 @@ fn corrupted(edit: impl FnOnce(&mut Value)) -> tempfile::NamedTempFile {
     file
 }
 
+/// The shipped definition's Transform step's arguments.
+fn transform(definition: &mut Value) -> &mut Value {
+    &mut definition["Steps"][5]["Arguments"]["IfSteps"][2]["Arguments"]["IfSteps"][0]["Arguments"]
+}
+
 #[test]
 fn validate_passes_the_shipped_definition_and_explains_corruptions() {
     let ok = Command::new(BIN).args(["validate"]).arg(pipeline()).output().unwrap();
@@ -315,6 +320,31 @@ fn validate_passes_the_shipped_definition_and_explains_corruptions() {
         (
             Box::new(|d| d["Steps"][1]["Arguments"]["HyperParameterTuningJobConfig"]["Strategy"] = "Bayes".into()),
             "$.Steps[1].Arguments.HyperParameterTuningJobConfig.Strategy",
+        ),
+        (
+            Box::new(|d| transform(d)["DataCaptureConfig"] = json!({"DestinationS3Uri": "capture/batch"})),
+            "$.Steps[5].Arguments.IfSteps[2].Arguments.IfSteps[0].Arguments.DataCaptureConfig.DestinationS3Uri: \
+             must be an S3 URI, `s3://bucket/prefix`",
+        ),
+        (
+            Box::new(|d| {
+                transform(d)["DataCaptureConfig"] = json!({"DestinationS3Uri": "s3://b/c", "KmsKeyId": "my key"})
+            }),
+            "$.Steps[5].Arguments.IfSteps[2].Arguments.IfSteps[0].Arguments.DataCaptureConfig.KmsKeyId: \
+             must be a KMS key id",
+        ),
+        (
+            Box::new(|d| {
+                transform(d)["DataCaptureConfig"] =
+                    json!({"DestinationS3Uri": "s3://b/c", "InitialSamplingPercentage": 50})
+            }),
+            "$.Steps[5].Arguments.IfSteps[2].Arguments.IfSteps[0].Arguments.DataCaptureConfig: \
+             Additional properties are not allowed ('InitialSamplingPercentage' was unexpected)",
+        ),
+        (
+            Box::new(|d| transform(d)["DataCaptureConfig"] = json!({"GenerateInferenceId": true})),
+            "$.Steps[5].Arguments.IfSteps[2].Arguments.IfSteps[0].Arguments.DataCaptureConfig: \
+             \"DestinationS3Uri\" is a required property",
         ),
     ];
     for (edit, expected) in cases {

@@ -7,6 +7,7 @@
 //! share: the `algo-1..n` hosts of a job, their trees, how objects fall to them, and running
 //! their containers together.
 
+pub mod capture;
 mod hosts;
 mod pipe;
 mod processing;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::capture::{BatchCapture, JobStart, OutputRecords, stamp_response};
 use super::hosts::{Distribution, Host, distribute, instance_count};
 use super::{JobFailure, Jobs, text};
 use crate::contract::MlRoot;
@@ -43,6 +44,8 @@ struct Request<'a> {
     strategy: Option<&'a str>,
     payload_mb: Option<u64>,
     concurrency: Option<u64>,
+    /// With `DataCaptureConfig.GenerateInferenceId`: the job's start, stamped on every record.
+    stamp: Option<JobStart>,
 }
 
 /// Where one instance reads its objects and writes their outputs.
@@ -65,7 +68,13 @@ impl Jobs<'_> {
             .ok_or_else(|| JobFailure::client("TransformInput.DataSource.S3DataSource.S3Uri is required"))?;
         let output_uri = text(args, "/TransformOutput/S3OutputPath")
             .ok_or_else(|| JobFailure::client("TransformOutput.S3OutputPath is required"))?;
-        let request = parse_request(args)?;
+        let start = JobStart::now();
+        let capture = BatchCapture::from_args(args)?;
+        let mut request = parse_request(args)?;
+        if capture.as_ref().is_some_and(|c| c.generate_inference_id) {
+            check_stampable(request.accept)?;
+            request.stamp = Some(start.clone());
+        }
 
         // The model, unpacked on each instance where the server looks for it.
         let cluster = self.cluster(job, count)?;
@@ -109,11 +118,23 @@ impl Jobs<'_> {
         }
         // Stored only when every input is done: all outputs or none.
         let stored = self.storage.put_dir(&outputs_dir, output_uri)?;
+        if let Some(capture) = &capture {
+            let inputs: Vec<_> = found.iter().map(|f| f.location.clone()).collect();
+            if let Err(failure) =
+                capture.write_manifests(self.storage, &start, (input_uri, &inputs), (output_uri, &stored))
+            {
+                // The job failed: its outputs go too, as for any failed job.
+                self.storage.remove(&stored);
+                return Err(failure);
+            }
+        }
         let mut described = args.clone();
         let fields = described.as_object_mut().expect("arguments are an object");
         fields.insert("TransformJobName".into(), json!(job));
         fields.insert("TransformJobArn".into(), json!(arn("transform-job", job)));
         fields.insert("TransformJobStatus".into(), json!("Completed"));
+        fields.insert("TransformStartTime".into(), json!(start.rfc3339));
+        fields.insert("TransformEndTime".into(), json!(crate::clock::rfc3339(crate::clock::now_secs())));
         fields
             .insert("TransformOutputObjects".into(), json!(stored.iter().map(ToString::to_string).collect::<Vec<_>>()));
         Ok(described)
@@ -172,7 +193,13 @@ impl Jobs<'_> {
         for object in &share.objects {
             let out_path = share.outputs_dir.join(format!("{}.out", object.relative));
             let input = share.inputs_dir.join(&object.relative);
-            let invoke = |body: &[u8]| invoke(&agent, port, body, request.content_type, request.accept);
+            let invoke = |body: &[u8]| {
+                let (content_type, response) = invoke(&agent, port, body, request.content_type, request.accept)?;
+                match &request.stamp {
+                    Some(start) => stamp_response(response, content_type.as_deref().or(request.accept), start),
+                    None => Ok(response),
+                }
+            };
             stream_object(&input, &out_path, request, settings, &invoke, &stopped).map_err(
                 |failure| match failure {
                     Streamed::Stopped => JobFailure::interrupted(),
@@ -436,7 +463,21 @@ fn parse_request(args: &Value) -> Result<Request<'_>, JobFailure> {
         strategy: text(args, "/BatchStrategy"),
         payload_mb,
         concurrency,
+        stamp: None,
     })
+}
+
+/// Inference ids go only into output whose records SageMaker can tell apart: an `Accept`
+/// other than CSV, JSON or JSON lines is refused before anything runs (without one, the
+/// response's Content-Type decides).
+fn check_stampable(accept: Option<&str>) -> Result<(), JobFailure> {
+    match accept {
+        Some(accept) if OutputRecords::of(accept).is_none() => Err(JobFailure::client(format!(
+            "DataCaptureConfig.GenerateInferenceId adds inference ids to CSV, JSON and JSON lines output only; \
+             TransformOutput.Accept is `{accept}`"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The model's environment, then the transform job's on top, then the batch variables.
@@ -657,7 +698,7 @@ fn invoke(
     body: &[u8],
     content_type: Option<&str>,
     accept: Option<&str>,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Option<String>, Vec<u8>), String> {
     let mut request = agent.post(format!("http://127.0.0.1:{port}/invocations"));
     if let Some(ct) = content_type {
         request = request.header("Content-Type", ct);
@@ -667,6 +708,7 @@ fn invoke(
     }
     let mut response = request.send(body).map_err(|e| format!("the request failed: {e}"))?;
     let status = response.status();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
     let bytes = response
         .body_mut()
         .with_config()
@@ -674,9 +716,9 @@ fn invoke(
         .read_to_vec()
         .map_err(|e| format!("reading the response: {e}"))?;
     match status.as_u16() {
-        200 => Ok(bytes),
+        200 => Ok((content_type, bytes)),
         // A payload with nothing to predict (blank lines only, under SplitType None).
-        204 => Ok(Vec::new()),
+        204 => Ok((content_type, Vec::new())),
         _ => Err(format!("the model server answered {status}: {}", String::from_utf8_lossy(&bytes).trim())),
     }
 }
