@@ -14,6 +14,7 @@
 //! any number of instances and any assignment of objects to them. Each host writes its own
 //! part files; the first host writes `preprocessing.json`.
 
+mod deal;
 mod exchange;
 mod output;
 mod scan;
@@ -215,6 +216,8 @@ struct Setup {
     schema: Schema,
     assigner: Assigner,
     objects: Vec<Object>,
+    /// The objects' keys and sizes, as the deal needs them.
+    held: Vec<deal::Held>,
     /// Why this host has no objects, when it has none (the message if no host has any).
     none: Option<DataError>,
     _download: Option<S3Input>,
@@ -257,8 +260,15 @@ fn setup(config: &Config, world: usize) -> Result<Setup, Error> {
                 .unwrap_or_else(|| key.clone());
             Object { file, key, name }
         })
-        .collect();
-    Ok(Setup { schema, assigner, objects, none, _download: download })
+        .collect::<Vec<_>>();
+    let held = objects
+        .iter()
+        .map(|o| {
+            let bytes = std::fs::metadata(&o.file).map_err(|e| DataError::io(&o.file, e))?.len();
+            Ok(deal::Held { key: o.key.clone(), bytes })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Setup { schema, assigner, objects, held, none, _download: download })
 }
 
 /// Join the other hosts of the job (none: the world of one).
@@ -300,7 +310,7 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
     // Every later failure is told to the other hosts at the next exchange, so that they fail
     // with its message instead of waiting.
     let setup = setup(config, hosts.world());
-    let (mut setup, keys) = team.share(setup, |s| exchange::encode_keys(&s.objects))?;
+    let (mut setup, keys) = team.share(setup, |s| deal::encode(&s.held))?;
     let objects = my_objects(&hosts, &mut setup, &keys)?;
     tracing::info!(host = %hosts.current, hosts = hosts.world(), objects = objects.len(), "reading input");
 
@@ -375,25 +385,35 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
     Ok(rows)
 }
 
-/// The objects this host reads, from every host's keys.
-fn my_objects(hosts: &Hosts, setup: &mut Setup, keys: &[Vec<u8>]) -> Result<Vec<Object>, Error> {
-    let keys = keys
+/// The objects this host reads, dealt from every host's list of what it holds.
+fn my_objects(hosts: &Hosts, setup: &mut Setup, held: &[Vec<u8>]) -> Result<Vec<Object>, Error> {
+    let held = held
         .iter()
         .enumerate()
         .map(|(rank, bytes)| {
-            exchange::decode_keys(bytes).map_err(|problem| Error::Garbled { host: hosts.hosts[rank].clone(), problem })
+            deal::decode(bytes).map_err(|problem| Error::Garbled { host: hosts.hosts[rank].clone(), problem })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if keys.iter().all(Vec::is_empty) {
+    if held.iter().all(Vec::is_empty) {
         return Err(setup
             .none
             .take()
             .map_or_else(|| Error::Config("no host has any input object".into()), Error::from));
     }
-    let kept = exchange::assign(&keys, hosts.rank());
-    let objects: Vec<Object> = setup.objects.iter().filter(|o| kept.contains(&o.key)).cloned().collect();
+    let dealt = deal::deal(&held).map_err(|m| {
+        Error::Config(format!(
+            "the input object `{}` is {} bytes on host `{}` but {} bytes on host `{}`: the hosts must see the same \
+             object under one key",
+            m.key, m.first.1, hosts.hosts[m.first.0], m.second.1, hosts.hosts[m.second.0]
+        ))
+    })?;
+    let mine = &dealt[hosts.rank()];
+    let objects: Vec<Object> = setup.objects.iter().filter(|o| mine.binary_search(&o.key).is_ok()).cloned().collect();
     if objects.len() < setup.objects.len() {
-        tracing::info!(skipped = setup.objects.len() - objects.len(), "objects another host holds too are read there");
+        tracing::info!(
+            skipped = setup.objects.len() - objects.len(),
+            "objects other hosts hold too are read there, as dealt"
+        );
     }
     Ok(objects)
 }

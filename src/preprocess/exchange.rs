@@ -2,12 +2,9 @@
 //! failure, so that a host that fails makes every other fail at the same exchange, with its
 //! message, instead of leaving them waiting for the collective's timeout.
 
-use std::collections::BTreeSet;
-
 use super::Error;
 use crate::cluster::{Collective, Hosts};
 use crate::contract::failure::{Fault, StepError, describe};
-use crate::features::reader::Object;
 use crate::features::stats::{Decoder, Encoder, ValueCounts};
 
 pub struct Together<'a> {
@@ -63,30 +60,6 @@ impl<'a> Together<'a> {
     }
 }
 
-pub fn encode_keys(objects: &[Object]) -> Vec<u8> {
-    let mut e = Encoder::default();
-    e.u64(objects.len() as u64);
-    for o in objects {
-        e.bytes(o.key.as_bytes());
-    }
-    e.0
-}
-
-pub fn decode_keys(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let mut d = Decoder::new(bytes);
-    let n = d.len(8)?;
-    let keys = (0..n).map(|_| d.text()).collect::<Result<Vec<_>, _>>()?;
-    d.finish()?;
-    Ok(keys)
-}
-
-/// The keys this host reads: its own, less those a lower-ranked host holds too (a
-/// replicated input is read once, by the first host that has it).
-pub fn assign(keys: &[Vec<String>], rank: usize) -> BTreeSet<String> {
-    let before: BTreeSet<&String> = keys[..rank].iter().flatten().collect();
-    keys[rank].iter().filter(|k| !before.contains(k)).cloned().collect()
-}
-
 pub fn encode_counts(counts: &[ValueCounts]) -> Vec<u8> {
     let mut e = Encoder::default();
     for c in counts {
@@ -100,17 +73,4 @@ pub fn decode_counts(bytes: &[u8], columns: usize) -> Result<Vec<ValueCounts>, S
     let counts = (0..columns).map(|_| d.counts()).collect::<Result<Vec<_>, _>>()?;
     d.finish()?;
     Ok(counts)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replicated_objects_are_read_by_the_first_host_holding_them() {
-        let keys = vec![vec!["a".to_string(), "b".into()], vec![], vec!["b".into(), "c".into()]];
-        assert_eq!(assign(&keys, 0), ["a".to_string(), "b".into()].into());
-        assert!(assign(&keys, 1).is_empty());
-        assert_eq!(assign(&keys, 2), ["c".to_string()].into());
-    }
 }

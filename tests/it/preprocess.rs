@@ -611,3 +611,47 @@ fn an_absent_host_fails_the_others_within_the_timeout() {
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
 }
+
+/// Rows a host wrote, over its part files.
+fn rows_written(ml: &MlTree) -> usize {
+    let parts = ml.files().into_iter().filter(|f| SETS.iter().any(|s| f.starts_with(&format!("processing/{s}/"))));
+    parts.map(|f| ml.read(&f).lines().count()).sum()
+}
+
+/// Replicated inputs (`FullyReplicated`: every host holds every object; and a partly
+/// replicated mix) on 2 and 3 hosts: the objects are dealt among their holders, so every
+/// host reads a share (before, the first host read them all and the others idled), and the
+/// sets and `preprocessing.json` are one host's, byte for byte.
+#[test]
+fn replicated_objects_are_dealt_among_the_hosts_and_give_one_hosts_outputs() {
+    let (mut one, out) = run_hosts(1, &[(0..6).collect()], &[1], &[]);
+    assert_success(&out[0]);
+    let one = one.remove(0);
+    let report = one.read("processing/artifacts/preprocessing.json");
+    let reference: Vec<Vec<String>> = SETS.iter().map(|s| set_lines(std::slice::from_ref(&one), s)).collect();
+    let total = rows_written(&one);
+    let all: Vec<usize> = (0..6).collect();
+    let assignments: [Vec<Vec<usize>>; 4] = [
+        vec![all.clone(), all.clone()],
+        vec![all.clone(), all.clone(), all.clone()],
+        vec![vec![0, 1, 2, 3], vec![2, 3, 4, 5], vec![0, 5]],
+        vec![vec![5, 4], all.clone()],
+    ];
+    for assignment in assignments {
+        let world = assignment.len();
+        let (trees, outputs) = run_hosts(world, &assignment, &(1..=world).collect::<Vec<_>>(), &[]);
+        for out in &outputs {
+            assert_success(out);
+        }
+        assert!(
+            trees[0].read("processing/artifacts/preprocessing.json") == report,
+            "{assignment:?}: preprocessing.json differs from one instance's"
+        );
+        for (set, lines) in SETS.iter().zip(&reference) {
+            assert!(set_lines(&trees, set) == *lines, "{assignment:?}: `{set}` holds other rows");
+        }
+        let shares: Vec<usize> = trees.iter().map(rows_written).collect();
+        assert_eq!(shares.iter().sum::<usize>(), total);
+        assert!(shares.iter().all(|&n| n * 2 * world >= total), "{assignment:?}: rows per host {shares:?} of {total}");
+    }
+}
