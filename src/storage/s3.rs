@@ -298,9 +298,7 @@ impl S3Store {
         }
         Ok(ObjectInfo { key: key.to_string(), size, etag: etag_of(completed.e_tag()) })
     }
-}
 
-impl S3Store {
     /// PutObject of `bytes`, with SSE-KMS under `kms_key_id` when one is given.
     fn put_bytes(&self, bucket: &str, key: &str, bytes: &[u8], kms_key_id: Option<&str>) -> Result<(), StoreError> {
         let encryption = kms_key_id.map(|_| aws_sdk_s3::types::ServerSideEncryption::AwsKms);

@@ -141,16 +141,21 @@ impl BatchCapture {
         let mut written = Vec::new();
         for (folder, uri, objects) in [("input", input_uri, inputs), ("output", output_uri, outputs)] {
             let key = format!("{}/{folder}/{}/{}.json", self.destination, start.hour_folder(), uuid::Uuid::new_v4());
-            let result = manifest(uri, objects).and_then(|bytes| {
+            // The key is parsed before anything is written, so a failure never leaves a manifest.
+            let result = Location::parse(&key).map_err(|e| JobFailure::client(e.to_string())).and_then(|location| {
+                let bytes = manifest(uri, objects)?;
                 storage
                     .write_encrypted(&key, &bytes, self.kms_key_id.as_deref())
-                    .map_err(|e| super::prefix(format!("writing the {folder} capture manifest"), e.into()))
+                    .map_err(|e| super::prefix(format!("writing the {folder} capture manifest"), e.into()))?;
+                Ok(location)
             });
-            if let Err(failure) = result {
-                storage.remove(&written);
-                return Err(failure);
+            match result {
+                Ok(location) => written.push(location),
+                Err(failure) => {
+                    storage.remove(&written);
+                    return Err(failure);
+                }
             }
-            written.push(Location::parse(&key).map_err(|e| JobFailure::client(e.to_string()))?);
         }
         Ok(written)
     }
@@ -252,14 +257,20 @@ pub(super) fn stamp_response(
     stamp_records(&response, records, start)
 }
 
+/// What a JSON record is wrapped in, around its id, its time and the model's value.
+const JSON_ID_OPEN: &[u8] = b"{\"SageMakerInferenceId\":\"";
+const JSON_TIME_OPEN: &[u8] = b"\",\"SageMakerInferenceTime\":\"";
+const JSON_OUTPUT_OPEN: &[u8] = b"\",\"SageMakerOutput\":";
+
 /// A UUID and the job's start time on every record of one response body; blank lines and the
-/// whitespace between JSON values are kept as they are. The result is the body's length plus
-/// about 60 bytes (CSV) or 110 bytes (JSON) a record.
+/// whitespace between JSON values are kept as they are. Each record grows by the id, the time
+/// and two commas (CSV) or the wrapper (JSON).
 fn stamp_records(body: &[u8], records: OutputRecords, start: &JobStart) -> Result<Vec<u8>, String> {
     let lines = memchr::memchr_iter(b'\n', body).count() + 1;
+    let stamp = uuid::fmt::Hyphenated::LENGTH + start.seconds.len();
     let per_record = match records {
-        OutputRecords::Csv => 2 + 36 + start.seconds.len(),
-        OutputRecords::Json => 90 + 36 + start.seconds.len(),
+        OutputRecords::Csv => stamp + 2,
+        OutputRecords::Json => stamp + JSON_ID_OPEN.len() + JSON_TIME_OPEN.len() + JSON_OUTPUT_OPEN.len() + 1,
     };
     let mut out = Vec::with_capacity(body.len() + lines * per_record);
     let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
@@ -289,11 +300,11 @@ fn stamp_records(body: &[u8], records: OutputRecords, start: &JobStart) -> Resul
                 end = values.byte_offset();
                 let at = piece.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(piece.len());
                 out.extend_from_slice(&piece[..at]);
-                out.extend_from_slice(b"{\"SageMakerInferenceId\":\"");
+                out.extend_from_slice(JSON_ID_OPEN);
                 out.extend_from_slice(fresh_id(&mut id).as_bytes());
-                out.extend_from_slice(b"\",\"SageMakerInferenceTime\":\"");
+                out.extend_from_slice(JSON_TIME_OPEN);
                 out.extend_from_slice(start.seconds.as_bytes());
-                out.extend_from_slice(b"\",\"SageMakerOutput\":");
+                out.extend_from_slice(JSON_OUTPUT_OPEN);
                 out.extend_from_slice(&piece[at..]);
                 out.push(b'}');
             }
