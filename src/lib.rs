@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod contract;
 pub mod data;
 pub mod emf;
+pub mod endpoint;
 pub mod evaluate;
 pub mod features;
 pub mod fuzzing;

@@ -2,6 +2,7 @@
 //! machine, and look at the executions and the model registry it leaves in the store. Each
 //! command group lives in its own file; `src/bin/sagestep.rs` only calls [`main`].
 
+mod endpoints;
 mod executions;
 mod registry;
 mod run;
@@ -99,6 +100,13 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Real-time endpoints: deploy approved packages behind a SageMaker Runtime front
+    Endpoints {
+        #[command(subcommand)]
+        command: endpoints::EndpointsCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// Parse the command line, run the command, and exit as it says.
@@ -131,6 +139,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         }
         Command::Executions { command, store } => executions::run(command, &store.open()?),
         Command::Registry { command, store } => registry::run(command, &store.open()?),
+        Command::Endpoints { command, store } => endpoints::run(command, &store),
     }
 }
 

@@ -305,6 +305,12 @@ impl Engine {
         Ok(command)
     }
 
+    /// The command that starts a model server listening on this loopback port, for a caller
+    /// that supervises the process itself (an endpoint's instances).
+    pub fn server_command(&self, container: &Container, port: u16) -> Result<Command, EngineError> {
+        self.command(container, Some(port), None)
+    }
+
     /// Start a model server for a transform job and wait until `/ping` answers 200.
     pub fn start_server(&self, container: &Container, log: &Path, timeout: Duration) -> Result<Server, EngineError> {
         let port = free_port().map_err(|source| EngineError::Io { what: "finding a free port".into(), source })?;
@@ -545,7 +551,7 @@ fn current_user() -> Option<String> {
     Some(format!("{}:{}", meta.uid(), meta.gid()))
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

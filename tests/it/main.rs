@@ -4,6 +4,7 @@
 mod deploy;
 mod distributed;
 mod drift;
+mod endpoints;
 mod evaluate;
 mod fuzz_regressions;
 mod hist;

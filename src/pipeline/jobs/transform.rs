@@ -141,7 +141,7 @@ impl Jobs<'_> {
     }
 
     /// `ModelDataUrl`'s objects in `model_dir`, archives unpacked.
-    fn unpack_model(&self, container_spec: &Value, model_dir: &Path) -> Result<(), JobFailure> {
+    pub fn unpack_model(&self, container_spec: &Value, model_dir: &Path) -> Result<(), JobFailure> {
         if let Some(model_uri) = text(container_spec, "/ModelDataUrl") {
             let found = self.storage.fetch(model_uri, model_dir).map_err(JobFailure::from)?;
             for object in found {
