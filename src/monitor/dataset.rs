@@ -79,7 +79,7 @@ pub fn profile(
     Ok(Dataset { rows, columns: columns.profiles, files, positional })
 }
 
-fn data_files(source: &Path) -> Result<Vec<PathBuf>, Error> {
+pub(super) fn data_files(source: &Path) -> Result<Vec<PathBuf>, Error> {
     let no_data = |detail: &str| Error::NoData { path: source.to_path_buf(), detail: detail.into() };
     let listed = files::list_files(source).map_err(|e| match e {
         DataError::Missing { .. } => no_data(": it does not exist"),
@@ -101,15 +101,15 @@ fn data_files(source: &Path) -> Result<Vec<PathBuf>, Error> {
 }
 
 /// Reads lines of at most `MAX_LINE` bytes, counting them.
-struct Lines {
+pub(super) struct Lines {
     file: PathBuf,
     reader: Box<dyn BufRead + Send>,
     buffer: Vec<u8>,
-    number: u64,
+    pub(super) number: u64,
 }
 
 impl Lines {
-    fn open(file: &Path) -> Result<Self, Error> {
+    pub(super) fn open(file: &Path) -> Result<Self, Error> {
         let opened = files::open(file).map_err(|e| match e {
             DataError::Io { path, source } => Error::Read { path, source },
             other => Error::Setting(other.to_string()),
@@ -118,7 +118,7 @@ impl Lines {
     }
 
     /// The next non-blank line without its terminator, or `None` at the end.
-    fn next(&mut self) -> Result<Option<&[u8]>, Error> {
+    pub(super) fn next(&mut self) -> Result<Option<&[u8]>, Error> {
         loop {
             self.buffer.clear();
             let read = (&mut self.reader)
@@ -140,7 +140,7 @@ impl Lines {
         }
     }
 
-    fn malformed(&self, problem: String) -> Error {
+    pub(super) fn malformed(&self, problem: String) -> Error {
         Error::Malformed { file: self.file.clone(), line: self.number, problem }
     }
 }
@@ -151,7 +151,7 @@ fn trim_end(line: &[u8]) -> &[u8] {
 }
 
 /// The fields of one CSV line (commas, `"` quoting), in buffers reused from line to line.
-struct CsvFields {
+pub(super) struct CsvFields {
     /// Built once: `Reader::new` builds its state machine (`Reader::default` is not usable).
     reader: csv_core::Reader,
     out: Vec<u8>,
@@ -166,7 +166,7 @@ impl Default for CsvFields {
 }
 
 impl CsvFields {
-    fn split(&mut self, line: &[u8]) -> Result<(), &'static str> {
+    pub(super) fn split(&mut self, line: &[u8]) -> Result<(), &'static str> {
         let reader = &mut self.reader;
         reader.reset();
         // Unquoted output is never longer than the line, and a line has at most len + 1 fields.
@@ -186,12 +186,12 @@ impl CsvFields {
         Ok(())
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.count
     }
 
     /// Field `i` as text (invalid UTF-8 replaced, as Spark decodes it).
-    fn get(&self, i: usize) -> std::borrow::Cow<'_, str> {
+    pub(super) fn get(&self, i: usize) -> std::borrow::Cow<'_, str> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         let end = self.ends[i].min(self.out.len());
         String::from_utf8_lossy(&self.out[start.min(end)..end])

@@ -21,6 +21,8 @@ pub mod dataset;
 pub mod distinct;
 pub mod infer;
 pub mod kll;
+pub mod merge;
+pub mod model_quality;
 pub mod settings;
 pub mod stats;
 

@@ -187,7 +187,7 @@ impl Settings {
 }
 
 /// `Environment` of `processingjobconfig.json`, empty when the file is absent.
-fn job_environment(ml: &MlRoot) -> Result<HashMap<String, String>, Error> {
+pub(super) fn job_environment(ml: &MlRoot) -> Result<HashMap<String, String>, Error> {
     let path = ml.processing_job_config();
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,

@@ -12,6 +12,8 @@ mod hostile;
 mod kfold;
 mod mme;
 mod model;
+mod model_quality;
+mod model_quality_job;
 mod monitor;
 mod multi_instance;
 mod pipeline;
