@@ -3,6 +3,7 @@
 //! command group lives in its own file; `src/bin/sagestep.rs` only calls [`main`].
 
 mod executions;
+mod model;
 mod registry;
 mod run;
 
@@ -92,6 +93,11 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Model signatures (OpenSSF model signing v1.0, as Python's `model_signing`): sign, verify
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
+    },
     /// The local model registry: model package groups, versions, approval
     Registry {
         #[command(subcommand)]
@@ -131,6 +137,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         }
         Command::Executions { command, store } => executions::run(command, &store.open()?),
         Command::Registry { command, store } => registry::run(command, &store.open()?),
+        Command::Model { command } => model::run(command),
     }
 }
 

@@ -19,6 +19,7 @@ mod python_interop;
 mod report;
 mod s3;
 mod serve;
+mod signing;
 mod train;
 mod transform;
 mod util;
