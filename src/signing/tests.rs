@@ -197,8 +197,8 @@ fn edited(
     edit: impl Fn(&mut serde_json::Value, &mut serde_json::Value),
 ) -> Result<Signed, SignatureError> {
     sign(model, &key(1), signature).unwrap();
-    let mut bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(&signature).unwrap()).unwrap();
-    let mut statement = payload(&signature);
+    let mut bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(signature).unwrap()).unwrap();
+    let mut statement = payload(signature);
     edit(&mut bundle, &mut statement);
     let body = statement.to_string();
     let sig = key(1).sign(&bundle::pae(bundle::PAYLOAD_TYPE, body.as_bytes())).unwrap();
@@ -213,7 +213,8 @@ fn edited(
 #[test]
 fn each_layer_is_checked() {
     let dir = model_dir();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value, &mut serde_json::Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value, &mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("`mediaType` must be", Box::new(|b, _| b["mediaType"] = "application/json".into())),
         ("`predicateType` must be", Box::new(|_, s| s["predicateType"] = "https://example.com/x".into())),
         ("pre-1.0 format", Box::new(|_, s| s["predicateType"] = "https://model_signing/Digests/v0.1".into())),
