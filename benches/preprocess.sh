@@ -7,7 +7,8 @@
 #   benches/preprocess.sh [rows ...]      default: 5000000 21000000 (about 250 MB and 1 GB)
 #
 # pandas and scikit-learn run in target/python/xgb32 (scripts/python-xgboost makes it;
-# scikit-learn is added here, pinned). SKIP_PANDAS=1 measures the step alone.
+# scikit-learn is added here, pinned). SKIP_PANDAS=1 measures the step alone. Then 1 host
+# against 2 hosts on the largest object (benches/preprocess_hosts.sh; HOSTS=0 skips it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,27 +28,7 @@ if [ "${SKIP_PANDAS:-0}" != 1 ]; then
     "$python" -m pip install --quiet --disable-pip-version-check scikit-learn==1.9.1
 fi
 
-generate() {
-  python3 - "$1" "$2" <<'PY'
-import random, sys
-rows, path = int(sys.argv[1]), sys.argv[2]
-rng = random.Random(0)
-names = ["chevrolet chevelle malibu", "buick skylark 320", "ford torino", "datsun pl510", "vw rabbit"]
-with open(path + ".partial", "w", buffering=1 << 22) as f:
-    f.write("mpg,cylinders,displacement,horsepower,weight,acceleration,model year,origin,car name\n")
-    chunk = []
-    for i in range(rows):
-        cyl = rng.choice((3, 4, 4, 4, 5, 6, 6, 8, 8))
-        hp = "?" if rng.random() < 0.015 else "%.1f" % rng.uniform(46, 230)
-        chunk.append("%.1f,%d,%.1f,%s,%.1f,%.1f,%d,%d,\"%s\"\n" % (
-            rng.uniform(9, 46.6), cyl, rng.uniform(68, 455), hp, rng.uniform(1613, 5140),
-            rng.uniform(8, 24.8), rng.randint(70, 82), rng.randint(1, 3), rng.choice(names)))
-        if len(chunk) == 100000:
-            f.write("".join(chunk)); chunk = []
-    f.write("".join(chunk))
-import os; os.rename(path + ".partial", path)
-PY
-}
+generate() { benches/preprocess_generate.py "$1" "$2"; }
 
 # measure NAME ROWS BYTES COMMAND...: wall time and max RSS of COMMAND, one line of figures.
 measure() {
@@ -80,3 +61,5 @@ for rows in "${sizes[@]}"; do
   fi
   rm -rf "$out"
 done
+
+[ "${HOSTS:-1}" = 0 ] || benches/preprocess_hosts.sh "${sizes[-1]}"

@@ -9,14 +9,17 @@
 //! statistic of validation or test rows leaks into the features.
 //!
 //! Several instances (`resourceconfig.json`) each read their share of the objects
-//! (`ShardedByS3Key`) and exchange their statistics through the job's collective: every
-//! statistic merges exactly or in key order, so `preprocessing.json` is the same bytes for
-//! any number of instances and any assignment of objects to them. Each host writes its own
-//! part files; the first host writes `preprocessing.json`.
+//! (`ShardedByS3Key`; replicated objects dealt among their holders, a large one cut into
+//! ranges of cells, one per holder: `deal`, `ranges`) and exchange their statistics through
+//! the job's collective: every statistic merges exactly or in a fixed order (cells in cell
+//! order, objects in key order), so `preprocessing.json` is the same bytes for any number of
+//! instances and any assignment of objects to them. Each host writes its own part files; the
+//! first host writes `preprocessing.json`.
 
 mod deal;
 mod exchange;
 mod output;
+mod ranges;
 mod scan;
 
 use std::collections::BTreeSet;
@@ -30,8 +33,9 @@ use crate::contract::MlRoot;
 use crate::contract::failure::{Fault, StepError};
 use crate::data::DataError;
 use crate::data::files;
+use crate::features::cells::CELL_BYTES;
 use crate::features::fit::{MAX_CATEGORIES, NumericFit, RowEncoder};
-use crate::features::reader::{Columns, Object, SourceFile};
+use crate::features::reader::{self, Columns, Object, SourceFile};
 use crate::features::split::{self, Assigner, Cut, CutSearch, CutStep};
 use crate::features::stats::{MedianSearch, MedianStep, Moments, ValueCounts};
 use crate::features::{FitError, FittedTransform, Ratios, Schema, SchemaError, Set, SplitError};
@@ -75,6 +79,8 @@ pub struct Config {
     /// Distinct values per host counted exactly in one pass, shared by the numeric columns;
     /// past it, medians take more passes (they stay exact).
     pub median_budget: usize,
+    /// Bytes per cell of the grid objects are read on (`features::cells`); the same on every host.
+    pub cell_bytes: u64,
 }
 
 impl Config {
@@ -91,6 +97,7 @@ impl Config {
             resource_config: ml.processing_resource_config(),
             job_config: ml.processing_job_config(),
             median_budget: MEDIAN_BUDGET,
+            cell_bytes: CELL_BYTES,
         }
     }
 }
@@ -258,14 +265,15 @@ fn setup(config: &Config, world: usize) -> Result<Setup, Error> {
                 .as_ref()
                 .and_then(|d| d.origins.iter().find(|(path, _)| *path == file).map(|(_, uri)| uri.clone()))
                 .unwrap_or_else(|| key.clone());
-            Object { file, key, name }
+            Object { file, key, name, cell_bytes: config.cell_bytes, range: None }
         })
         .collect::<Vec<_>>();
     let held = objects
         .iter()
         .map(|o| {
             let bytes = std::fs::metadata(&o.file).map_err(|e| DataError::io(&o.file, e))?.len();
-            Ok(deal::Held { key: o.key.clone(), bytes })
+            let gzip = files::is_gzip(&o.file)?;
+            Ok(deal::Held { key: o.key.clone(), bytes, gzip })
         })
         .collect::<Result<_, Error>>()?;
     Ok(Setup { schema, assigner, objects, held, none, _download: download })
@@ -281,7 +289,8 @@ fn join(config: &Config) -> Result<(Hosts, Box<dyn Collective>), Error> {
     let job = job_name(&config.job_config);
     // Hosts must agree on everything that decides the output.
     let schema = config.schema.as_ref().map(|p| std::fs::read(p).unwrap_or_else(|e| e.to_string().into_bytes()));
-    let mut fingerprint = format!("seed {} ratios {:?}\n", config.seed, config.ratios).into_bytes();
+    let mut fingerprint =
+        format!("seed {} ratios {:?} cells {}\n", config.seed, config.ratios, config.cell_bytes).into_bytes();
     fingerprint.extend(schema.unwrap_or_else(|| b"auto-mpg".to_vec()));
     let collective = cluster::join(&hosts, &job, cluster::fingerprint(&fingerprint), &settings)?;
     Ok((hosts, collective))
@@ -311,11 +320,12 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
     // with its message instead of waiting.
     let setup = setup(config, hosts.world());
     let (mut setup, keys) = team.share(setup, |s| deal::encode(&s.held))?;
-    let objects = my_objects(&hosts, &mut setup, &keys)?;
-    tracing::info!(host = %hosts.current, hosts = hosts.world(), objects = objects.len(), "reading input");
-
+    let (objects, cut) = my_objects(&hosts, &mut setup, &keys, config.cell_bytes)?;
     let schema = &setup.schema;
     let columns = Columns::new(schema);
+    let objects = ranges::locate(&team, &hosts, &columns, objects, cut)?;
+    tracing::info!(host = %hosts.current, hosts = hosts.world(), objects = objects.len(), "reading input");
+
     let (assigner, sizes) = split(&team, &hosts, &columns, setup.assigner, &objects, &config.ratios)?;
     let budget = (config.median_budget / columns.numeric.len().max(1)).max(MIN_COLUMN_BUDGET);
     let first_pass = scan::statistics(&columns, &assigner, &objects, budget);
@@ -385,8 +395,14 @@ pub fn run(config: &Config) -> Result<RowCounts, Error> {
     Ok(rows)
 }
 
-/// The objects this host reads, dealt from every host's list of what it holds.
-fn my_objects(hosts: &Hosts, setup: &mut Setup, held: &[Vec<u8>]) -> Result<Vec<Object>, Error> {
+/// The objects (or ranges of them) this host reads, dealt from every host's list of what it
+/// holds; and whether the deal cut any object into ranges.
+fn my_objects(
+    hosts: &Hosts,
+    setup: &mut Setup,
+    held: &[Vec<u8>],
+    cell_bytes: u64,
+) -> Result<(Vec<Object>, bool), Error> {
     let held = held
         .iter()
         .enumerate()
@@ -400,22 +416,29 @@ fn my_objects(hosts: &Hosts, setup: &mut Setup, held: &[Vec<u8>]) -> Result<Vec<
             .take()
             .map_or_else(|| Error::Config("no host has any input object".into()), Error::from));
     }
-    let dealt = deal::deal(&held).map_err(|m| {
+    let dealt = deal::deal(&held, cell_bytes).map_err(|m| {
         Error::Config(format!(
             "the input object `{}` is {} bytes on host `{}` but {} bytes on host `{}`: the hosts must see the same \
              object under one key",
             m.key, m.first.1, hosts.hosts[m.first.0], m.second.1, hosts.hosts[m.second.0]
         ))
     })?;
-    let mine = &dealt[hosts.rank()];
-    let objects: Vec<Object> = setup.objects.iter().filter(|o| mine.binary_search(&o.key).is_ok()).cloned().collect();
-    if objects.len() < setup.objects.len() {
+    let cut = dealt.iter().flatten().any(|share| share.cells.is_some());
+    let mut objects = Vec::new();
+    for share in &dealt[hosts.rank()] {
+        let Some(object) = setup.objects.iter().find(|o| o.key == share.key) else { continue };
+        let range = share.cells.clone().map(|cells| reader::Range { cells, line: 1, row: 0 });
+        objects.push(Object { range, ..object.clone() });
+    }
+    let whole = objects.iter().filter(|o| o.range.is_none()).count();
+    if whole < setup.objects.len() {
         tracing::info!(
+            ranges = objects.len() - whole,
             skipped = setup.objects.len() - objects.len(),
-            "objects other hosts hold too are read there, as dealt"
+            "objects other hosts hold too are read there or by ranges of lines, as dealt"
         );
     }
-    Ok(objects)
+    Ok((objects, cut))
 }
 
 /// The split's cuts, found exactly: counting passes over every host's row keys (a radix
@@ -532,14 +555,25 @@ fn combine(hosts: &Hosts, all: &[Vec<u8>], columns: &Columns, budget: usize) -> 
             }
         }
     }
-    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    // Ranges of one object, in cell order, joined into the object.
+    objects.sort_by(|a, b| a.key.cmp(&b.key).then(a.first_cell.cmp(&b.first_cell)));
+    let mut joined: Vec<ObjectStats> = Vec::with_capacity(objects.len());
+    for object in objects {
+        match joined.last_mut() {
+            Some(last) if last.key == object.key => last.join(object),
+            _ => joined.push(object),
+        }
+    }
     let mut present = vec![Moments::default(); columns.numeric.len()];
-    for object in &objects {
-        for (merged, m) in present.iter_mut().zip(&object.present) {
+    for object in &joined {
+        if object.source.rows == 0 {
+            return Err(DataError::Empty { path: PathBuf::from(&object.source.path) }.into());
+        }
+        for (merged, m) in present.iter_mut().zip(&object.folded(columns.numeric.len())) {
             merged.merge(m);
         }
     }
-    Ok(Global { objects, present, values, categories })
+    Ok(Global { objects: joined, present, values, categories })
 }
 
 /// Each numeric column's median, exactly: more counting passes over the input, inside the

@@ -43,6 +43,11 @@ struct Args {
     /// beyond it, medians take further passes over the input (and stay exact)
     #[arg(long, env = "SAGESTEP_MEDIAN_BUDGET", default_value_t = preprocess::MEDIAN_BUDGET)]
     median_budget: usize,
+    /// Bytes per cell of the grid objects are read on (tests use small cells: many in a small
+    /// file); every host of a job must use the same
+    #[arg(long, env = "SAGESTEP_PREPROCESS_CELL_BYTES", default_value_t = sagestep::features::cells::CELL_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    cell_bytes: u64,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         seed: args.seed,
         ratios: Ratios { train: args.train_ratio, validation: args.validation_ratio, test: args.test_ratio },
         median_budget: args.median_budget,
+        cell_bytes: args.cell_bytes,
         ..defaults
     };
     match preprocess::run(&config) {

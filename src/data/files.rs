@@ -144,6 +144,13 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether a file's bytes start as gzip's do (an empty file does not).
+pub fn is_gzip(path: &Path) -> Result<bool, DataError> {
+    let mut head = Vec::with_capacity(2);
+    File::open(path).and_then(|f| f.take(2).read_to_end(&mut head)).map_err(|e| DataError::io(path, e))?;
+    Ok(head.starts_with(&GZIP_MAGIC))
+}
+
 /// An opened input: its decompressed text.
 pub struct Opened {
     pub reader: Box<dyn BufRead + Send>,

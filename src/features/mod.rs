@@ -2,6 +2,7 @@
 //! statistics of the training rows (mergeable across hosts), the transform fitted from them,
 //! and its application.
 
+pub mod cells;
 pub mod fit;
 pub mod reader;
 pub mod schema;

@@ -1,17 +1,20 @@
-//! Raw rows read through a schema, streamed: an object's text is cut into chunks at line
-//! ends, each chunk's rows are parsed on a core of its own, and the chunks' results are
-//! consumed in input order. Nothing holds more than a batch of chunks, whatever the input's
-//! size. Each row knows its index among the object's data rows (header and blank lines not
-//! counted): with the object's key, that is its identity.
+//! Raw rows read through a schema, streamed: an object's text is cut into cells on a fixed
+//! grid of bytes (`cells`: a line belongs to the cell it starts in), each cell's rows are
+//! parsed on a core of its own, and the cells' results are consumed in input order. Nothing
+//! holds more than a batch of cells, whatever the input's size. A host may read a range of
+//! an object's cells only, when several share it. Each row knows its index among the
+//! object's data rows (header and blank lines not counted): with the object's key, that is
+//! its identity.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::cells::{self, Cell, CellReader};
 use super::schema::{Role, Schema, normalize};
-use crate::data::blocks::{Chunk, ChunkReader, Pool, lines};
+use crate::data::blocks::lines;
 use crate::data::files;
 use crate::data::records::{Dialect, Record, Splitter, is_blank, trim_line_end};
 use crate::data::{DataError, Position};
@@ -23,6 +26,20 @@ pub struct Object {
     pub file: PathBuf,
     pub key: String,
     pub name: String,
+    /// Bytes per cell of the grid the text is read on ([`cells`](super::cells)).
+    pub cell_bytes: u64,
+    /// Only these cells of the object, when several hosts read it; `None`: all of it.
+    pub range: Option<Range>,
+}
+
+/// The cells of an object one host reads, and where they stand in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    pub cells: std::ops::Range<u64>,
+    /// The number (from 1) of the first line starting in the range, and the data rows before
+    /// it: counted by the hosts reading the ranges before (known only for the first until then).
+    pub line: u64,
+    pub row: u64,
 }
 
 /// What was read from one input object.
@@ -118,19 +135,27 @@ impl Row<'_> {
     }
 }
 
-/// A chunk of an object's text and where its rows stand in the object.
+/// A cell of an object's text and where its rows stand in the object.
 pub struct Rows<'a> {
-    chunk: &'a Chunk,
+    file: &'a Path,
+    cell: &'a Cell,
     first_row: u64,
+    /// The header's line among the cell's lines: not a data row.
+    header: Option<usize>,
     dialect: Dialect,
     positions: &'a [usize],
     columns: &'a Columns,
 }
 
 impl Rows<'_> {
-    /// Bytes of text in the chunk.
+    /// Bytes of text in the cell.
     pub fn bytes(&self) -> usize {
-        self.chunk.bytes.len()
+        self.cell.bytes.len()
+    }
+
+    /// The cell's index in the object's grid.
+    pub fn cell(&self) -> u64 {
+        self.cell.index
     }
 
     /// Parse every row and hand it to `f`, in order; the first bad field is an error naming
@@ -141,13 +166,13 @@ impl Rows<'_> {
         let mut record = Record::new();
         let mut numeric = vec![f64::NAN; columns.numeric.len()];
         let mut index = self.first_row;
-        for (i, line) in lines(&self.chunk.bytes).enumerate() {
-            if is_blank(line) {
+        for (i, line) in lines(&self.cell.bytes).enumerate() {
+            if is_blank(line) || Some(i) == self.header {
                 continue;
             }
-            let line_no = self.chunk.first_line + i as u64;
+            let line_no = self.cell.first_line + i as u64;
             let at = |column: Option<usize>| Position {
-                file: (*self.chunk.file).clone(),
+                file: self.file.to_path_buf(),
                 line: line_no,
                 column: column.map(|c| columns.names[c].clone()),
             };
@@ -205,15 +230,135 @@ pub struct Opened {
     pub digest: Option<files::Digested>,
 }
 
-/// Chunks per batch; a batch is parsed while the one before is consumed. Capped so that
-/// memory stays bounded on many cores: two batches of 4 MiB chunks and what they become
-/// (about 10 MiB a chunk) stay under 200 MiB.
+/// Cells per batch; a batch is parsed while the one before is consumed. Capped so that
+/// memory stays bounded on many cores: two batches of 4 MiB cells and what they become
+/// (about 10 MiB a cell) stay under 200 MiB.
 fn batch_size() -> usize {
     (2 * crate::parallel::cores()).clamp(2, 8)
 }
 
-/// Read `object` through the schema: `work` runs on every core, a chunk each, and each
-/// chunk's result reaches `consume` in input order.
+/// How an object's text is laid out, from its first non-blank line.
+struct Head {
+    dialect: Dialect,
+    /// Where each schema column sits in a record.
+    positions: Vec<usize>,
+    /// The header line's first byte, when the first non-blank line is a header.
+    header_at: Option<u64>,
+}
+
+/// Read up to the first non-blank line (every host reading an object reads it): the
+/// layout, and the bytes read.
+fn read_head(columns: &Columns, file: &Path, source: &mut dyn BufRead) -> Result<(Head, Vec<u8>), DataError> {
+    let mut read = Vec::new();
+    let mut line_no = 0u64;
+    let start = loop {
+        let start = read.len();
+        if source.read_until(b'\n', &mut read).map_err(|e| DataError::io(file, e))? == 0 {
+            return Err(DataError::Empty { path: file.to_path_buf() });
+        }
+        line_no += 1;
+        if !is_blank(&read[start..]) {
+            break start;
+        }
+    };
+    let first = &read[start..];
+    let at = |line| Position { file: file.to_path_buf(), line, column: None };
+    let dialect = Dialect::detect(trim_line_end(first), columns.names.len())
+        .map_err(|problem| DataError::Malformed { at: at(line_no), problem })?;
+    let mut record = Record::new();
+    Splitter::new(dialect)
+        .split(first, &mut record)
+        .map_err(|problem| DataError::Malformed { at: at(line_no), problem: problem.to_string() })?;
+    let head = match header_positions(&columns.names, columns.label, &record) {
+        Some(found) => Head {
+            dialect,
+            positions: found.map_err(|problem| DataError::Malformed { at: at(line_no), problem })?,
+            header_at: Some(start as u64),
+        },
+        None => Head { dialect, positions: (0..columns.names.len()).collect(), header_at: None },
+    };
+    Ok((head, read))
+}
+
+/// An object opened on its grid: its layout and the reader of its cells (all, or its range's).
+struct OpenedCells {
+    head: Head,
+    gzip: bool,
+    cells: CellReader<Box<dyn BufRead + Send>>,
+    digest: Option<files::RunningDigest>,
+}
+
+fn open_cells(columns: &Columns, object: &Object, digest: bool) -> Result<OpenedCells, DataError> {
+    let file = object.file.as_path();
+    let (opened, running) = if digest && object.range.is_none() {
+        let (opened, running) = files::open_hashed(file)?;
+        (opened, Some(running))
+    } else {
+        (files::open(file)?, None)
+    };
+    let gzip = opened.gzip;
+    let mut source = opened.reader;
+    let (head, read) = read_head(columns, file, &mut source)?;
+    let range = match &object.range {
+        Some(range) if range.cells.start > 0 => range,
+        // From the start: on from the head.
+        whole => {
+            let end = whole.as_ref().map_or(u64::MAX, |r| r.cells.end.saturating_mul(object.cell_bytes));
+            let cells = CellReader::new(source, object.cell_bytes, 0, read, 1, end);
+            return Ok(OpenedCells { head, gzip, cells, digest: running });
+        }
+    };
+    if gzip {
+        // The deal never cuts a compressed object: its text has no offsets to seek to.
+        let problem = std::io::Error::other("a compressed object cannot be read from the middle");
+        return Err(DataError::io(file, problem));
+    }
+    // The range's first line: the first starting at or after its first byte.
+    let start = range.cells.start.saturating_mul(object.cell_bytes);
+    let mut plain = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
+    std::io::Seek::seek(&mut plain, std::io::SeekFrom::Start(start - 1)).map_err(|e| DataError::io(file, e))?;
+    let mut reader: Box<dyn BufRead + Send> = Box::new(std::io::BufReader::with_capacity(1 << 20, plain));
+    let end = range.cells.end.saturating_mul(object.cell_bytes);
+    let at = cells::skip_line(&mut reader).map_err(|e| DataError::io(file, e))?.map_or(u64::MAX, |n| start - 1 + n);
+    let cells = CellReader::new(reader, object.cell_bytes, at, Vec::new(), range.line, end);
+    Ok(OpenedCells { head, gzip, cells, digest: None })
+}
+
+/// The index of the header line among a cell's lines, if it is in the cell.
+fn header_in(cell: &Cell, header_at: Option<u64>) -> Option<usize> {
+    let at = header_at?.checked_sub(cell.offset)?;
+    let before = cell.bytes.get(..usize::try_from(at).ok()?)?;
+    Some(memchr::memchr_iter(b'\n', before).count())
+}
+
+/// Data rows in a cell: its non-blank lines but the header.
+fn data_rows(cell: &Cell, header: Option<usize>) -> u64 {
+    lines(&cell.bytes).enumerate().filter(|&(i, l)| !is_blank(l) && Some(i) != header).count() as u64
+}
+
+/// What the ranges of an object before another's must tell it: their lines and data rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    pub lines: u64,
+    pub rows: u64,
+}
+
+/// Count the lines and data rows of `object`'s range (its line and row numbers unknown yet),
+/// without parsing them.
+pub fn count_range(columns: &Columns, object: &Object) -> Result<Counted, DataError> {
+    let mut opened = open_cells(columns, object, false)?;
+    let mut counted = Counted::default();
+    let mut buffer = Vec::new();
+    while let Some(cell) = opened.cells.next_cell(&object.file, buffer)? {
+        counted.lines += memchr::memchr_iter(b'\n', &cell.bytes).count() as u64;
+        counted.rows += data_rows(&cell, header_in(&cell, opened.head.header_at));
+        buffer = cell.bytes;
+    }
+    Ok(counted)
+}
+
+/// Read `object` (or its range) through the schema: `work` runs on every core, a cell each,
+/// and each cell's result reaches `consume` in input order.
 pub fn read_object<T: Send>(
     columns: &Columns,
     object: &Object,
@@ -222,57 +367,25 @@ pub fn read_object<T: Send>(
     mut consume: impl FnMut(T) -> Result<(), DataError> + Send,
 ) -> Result<Opened, DataError> {
     let file = object.file.as_path();
-    let (opened, digested) = if digest {
-        let (opened, digested) = files::open_hashed(file)?;
-        (opened, Some(digested))
-    } else {
-        (files::open(file)?, None)
-    };
-    let gzip = opened.gzip;
-    let mut source = opened.reader;
-    // The first non-blank line: the dialect, and a header or the first data row.
-    let mut first = Vec::new();
-    let mut line_no = 0u64;
-    loop {
-        first.clear();
-        if source.read_until(b'\n', &mut first).map_err(|e| DataError::io(file, e))? == 0 {
-            return Err(DataError::Empty { path: file.to_path_buf() });
-        }
-        line_no += 1;
-        if !is_blank(&first) {
-            break;
-        }
-    }
-    let at = |line| Position { file: file.to_path_buf(), line, column: None };
-    let dialect = Dialect::detect(trim_line_end(&first), columns.names.len())
-        .map_err(|problem| DataError::Malformed { at: at(line_no), problem })?;
-    let mut record = Record::new();
-    Splitter::new(dialect)
-        .split(&first, &mut record)
-        .map_err(|problem| DataError::Malformed { at: at(line_no), problem: problem.to_string() })?;
-    let (positions, header, carry, next_line) = match header_positions(&columns.names, columns.label, &record) {
-        Some(found) => {
-            (found.map_err(|problem| DataError::Malformed { at: at(line_no), problem })?, true, Vec::new(), line_no + 1)
-        }
-        None => ((0..columns.names.len()).collect(), false, first, line_no),
-    };
-
+    let OpenedCells { head, gzip, mut cells, digest: running } = open_cells(columns, object, digest)?;
+    let first_row = object.range.as_ref().map_or(0, |r| r.row);
     let pool = Pool::default();
-    let mut chunks = ChunkReader::resume(file, source, next_line, carry, &pool);
     let mut rows = 0u64;
-    // Chunks and the index of their first row: counting needs the chunks in order.
-    let mut read_batch = || -> Result<Vec<(Chunk, u64)>, DataError> {
+    // Cells, their header line and the index of their first row: counting needs them in order.
+    let mut read_batch = || -> Result<Vec<(Cell, Option<usize>, u64)>, DataError> {
         let mut batch = Vec::with_capacity(batch_size());
         while batch.len() < batch_size() {
-            let Some(chunk) = chunks.next_chunk()? else { break };
-            let records = lines(&chunk.bytes).filter(|l| !is_blank(l)).count() as u64;
-            batch.push((chunk, rows));
+            let Some(cell) = cells.next_cell(file, pool.take())? else { break };
+            let header = header_in(&cell, head.header_at);
+            let records = data_rows(&cell, header);
+            batch.push((cell, header, first_row + rows));
             rows += records;
         }
         Ok(batch)
     };
     let mut pending = read_batch()?;
     let mut ready: Vec<T> = Vec::new();
+    let (dialect, positions) = (head.dialect, &head.positions);
     while !(pending.is_empty() && ready.is_empty()) {
         // A batch is parsed on every core while the one before is consumed and the next read.
         let previous = std::mem::take(&mut ready);
@@ -280,9 +393,10 @@ pub fn read_object<T: Send>(
             || -> Result<Vec<T>, DataError> {
                 std::mem::take(&mut pending)
                     .into_par_iter()
-                    .map(|(chunk, first_row)| {
-                        let result = work(&Rows { chunk: &chunk, first_row, dialect, positions: &positions, columns });
-                        pool.give_back(chunk.bytes);
+                    .map(|(cell, header, first_row)| {
+                        let rows = Rows { file, cell: &cell, first_row, header, dialect, positions, columns };
+                        let result = work(&rows);
+                        pool.give_back(cell.bytes);
                         result
                     })
                     .collect()
@@ -297,10 +411,28 @@ pub fn read_object<T: Send>(
         ready = done?;
         pending = next?;
     }
-    if rows == 0 {
+    // A range may hold no row; the object as a whole must (checked over every range).
+    if rows == 0 && object.range.is_none() {
         return Err(DataError::Empty { path: file.to_path_buf() });
     }
-    Ok(Opened { gzip, dialect, header, rows, digest: digested.map(|d| d.finish()) })
+    let header = head.header_at.is_some();
+    Ok(Opened { gzip, dialect, header, rows, digest: running.map(|d| d.finish()) })
+}
+
+/// Buffers handed back after parsing, for the next cells.
+#[derive(Default)]
+struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default()
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        if let Ok(mut p) = self.0.lock() {
+            p.push(buffer);
+        }
+    }
 }
 
 pub fn parse_number(field: &[u8]) -> Result<f64, String> {
@@ -374,14 +506,12 @@ fn header_positions(names: &[String], label: usize, record: &Record) -> Option<R
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::path::Path;
-
     use super::*;
 
     pub fn write(dir: &Path, name: &str, text: &str) -> Object {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
-        Object { file: path, key: name.into(), name: name.into() }
+        Object { file: path, key: name.into(), name: name.into(), cell_bytes: cells::CELL_BYTES, range: None }
     }
 
     /// Every labelled row as (index, label, numeric values, categorical fields).
@@ -509,5 +639,62 @@ pub(crate) mod tests {
         let (rows, opened) = read_all(&Schema::auto_mpg(), &object).unwrap();
         assert_eq!(opened.rows, n as u64);
         assert!(rows.iter().enumerate().all(|(i, r)| r.0 == i as u64));
+    }
+
+    /// The rows of `object` read as `parts` ranges of its cells, each told where it starts by
+    /// the counts of the ranges before (as the hosts tell each other).
+    fn read_by_ranges(schema: &Schema, object: &Object, parts: u64) -> Result<String, DataError> {
+        let columns = Columns::new(schema);
+        let size = std::fs::metadata(&object.file).unwrap().len();
+        let n = cells::count(size, object.cell_bytes);
+        let (mut line, mut row, mut rows) = (1, 0, Vec::new());
+        for i in 0..parts {
+            let range = Range { cells: i * n / parts..(i + 1) * n / parts, line, row };
+            let part = Object { range: Some(range), ..object.clone() };
+            let counted = count_range(&columns, &part)?;
+            rows.extend(read_all(schema, &part)?.0);
+            (line, row) = (line + counted.lines, row + counted.rows);
+        }
+        Ok(format!("{rows:?}"))
+    }
+
+    #[test]
+    fn ranges_of_cells_read_every_row_once_as_the_whole_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "mpg,cylinders,displacement,horsepower,weight,acceleration,model year,origin,car name";
+        let rows: Vec<String> = (0..40)
+            .map(|i| format!("{}.5,8,307,{},3504.25,12,70,1,\"car {}\"", 10 + i, 100 + i, "x".repeat(i % 9)))
+            .collect();
+        let texts = [
+            format!("{header}\n{}\n", rows.join("\n")),
+            format!("\n\n{header}\r\n{}\r\n", rows.join("\r\n\r\n")),
+            rows.join("\n"),
+            // The header's line starts past the first cells.
+            format!("{}{header}\n{}\n", "\n".repeat(40), rows.join("\n")),
+        ];
+        let schema = Schema::auto_mpg();
+        for (t, text) in texts.iter().enumerate() {
+            for cell in [7, 16, 64, 1 << 20] {
+                let object = Object { cell_bytes: cell, ..write(dir.path(), "t.csv", text) };
+                let (all, opened) = read_all(&schema, &object).unwrap();
+                assert_eq!(opened.rows, 40, "text {t}");
+                let whole = format!("{all:?}");
+                for parts in [1, 2, 3, 5, 200] {
+                    assert_eq!(
+                        read_by_ranges(&schema, &object, parts).unwrap(),
+                        whole,
+                        "text {t}, cells of {cell}, {parts} parts"
+                    );
+                }
+            }
+            // A bad field is named by its line in the object, whichever range reads it.
+            let bad = text.replacen(",137,3504.25,", ",fast,3504.25,", 1);
+            let object = Object { cell_bytes: 16, ..write(dir.path(), "t.csv", &bad) };
+            let whole = read_all(&schema, &object).unwrap_err().to_string();
+            assert!(whole.contains("column `horsepower`: `fast` is not a number"), "{whole}");
+            for parts in [2, 3, 7] {
+                assert_eq!(read_by_ranges(&schema, &object, parts).unwrap_err().to_string(), whole, "text {t}");
+            }
+        }
     }
 }

@@ -5,23 +5,48 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::Error;
-use crate::data::DataError;
 use crate::data::records::Dialect;
+use crate::data::{DataError, files};
 use crate::features::Set;
 use crate::features::fit::{FitError, MAX_CATEGORIES};
 use crate::features::reader::{Columns, Object, Opened, Row, Rows, SourceFile, read_object};
 use crate::features::split::{Assigner, CutSearch, DIGITS};
 use crate::features::stats::{Decoder, Encoder, KeyMap, MedianSearch, Moments, ValueCounts, key};
 
-/// What one object's rows gave: everything merged in a fixed order lives here.
+/// What one object's rows gave (or a range's, of an object several hosts read): everything
+/// merged in a fixed order lives here.
 #[derive(Debug, Clone)]
 pub struct ObjectStats {
     pub key: String,
+    /// The first cell read: 0 for a whole object.
+    pub first_cell: u64,
     pub source: SourceFile,
     /// Rows per set.
     pub sets: [u64; 4],
-    /// Per numeric column, the present values of its training rows.
-    pub present: Vec<Moments>,
+    /// Per numeric column, the present values of its training rows, as folds to be folded on
+    /// in order: one, over the cells from the object's first; or, for a range after the
+    /// object's first, one per cell, since the whole object's fold goes on from the ranges
+    /// before cell by cell (floating-point sums fold alike only in the same order).
+    pub present: Vec<Vec<Moments>>,
+}
+
+impl ObjectStats {
+    /// The fold of the present values over the object (its ranges joined first).
+    pub fn folded(&self, numeric: usize) -> Vec<Moments> {
+        let mut folded = vec![Moments::default(); numeric];
+        for unit in &self.present {
+            folded.iter_mut().zip(unit).for_each(|(f, m)| f.merge(m));
+        }
+        folded
+    }
+
+    /// Add the range read next (by cells) of the same object.
+    pub fn join(&mut self, next: ObjectStats) {
+        self.source.rows += next.source.rows;
+        self.source.dropped_without_label += next.source.dropped_without_label;
+        self.sets.iter_mut().zip(next.sets).for_each(|(s, n)| *s += n);
+        self.present.extend(next.present);
+    }
 }
 
 /// A host's first pass: its objects, and its exact counts (merged in any order).
@@ -52,7 +77,7 @@ impl HostStats {
         e.u64(self.objects.len() as u64);
         for o in &self.objects {
             let s = &o.source;
-            e.bytes(o.key.as_bytes()).bytes(s.path.as_bytes()).bytes(s.sha256.as_bytes());
+            e.bytes(o.key.as_bytes()).u64(o.first_cell).bytes(s.path.as_bytes()).bytes(s.sha256.as_bytes());
             let dialect = match s.dialect {
                 Dialect::Whitespace => 0,
                 Dialect::Delimited(c) => u64::from(c) + 1,
@@ -62,7 +87,8 @@ impl HostStats {
             o.sets.iter().for_each(|&n| {
                 e.u64(n);
             });
-            o.present.iter().for_each(|m| {
+            e.u64(o.present.len() as u64);
+            o.present.iter().flatten().for_each(|m| {
                 e.moments(m);
             });
         }
@@ -84,6 +110,7 @@ impl HostStats {
         let mut objects = Vec::new();
         for _ in 0..n {
             let key = d.text()?;
+            let first_cell = d.u64()?;
             let path = d.text()?;
             let sha256 = d.text()?;
             let (bytes, gzip, dialect, header) = (d.u64()?, d.u64()? != 0, d.u64()?, d.u64()? != 0);
@@ -98,9 +125,14 @@ impl HostStats {
             for s in &mut sets {
                 *s = d.u64()?;
             }
-            let present = (0..columns.numeric.len()).map(|_| d.moments()).collect::<Result<Vec<_>, _>>()?;
+            let numeric = columns.numeric.len();
+            let units = d.len(24 * numeric)?;
+            let mut present = Vec::with_capacity(units);
+            for _ in 0..units {
+                present.push((0..numeric).map(|_| d.moments()).collect::<Result<Vec<_>, _>>()?);
+            }
             let source = SourceFile { path, sha256, bytes, gzip, dialect, header, rows, dropped_without_label };
-            objects.push(ObjectStats { key, source, sets, present });
+            objects.push(ObjectStats { key, first_cell, source, sets, present });
         }
         let values = (0..columns.numeric.len()).map(|_| d.counts()).collect::<Result<Vec<_>, _>>()?;
         let mut categories = Vec::new();
@@ -273,8 +305,10 @@ pub fn statistics(
     let maps: Recycle<Vec<KeyMap>> = Recycle::new();
     for object in objects {
         let hash = assigner.object(&object.key);
+        let first_cell = object.range.as_ref().map_or(0, |r| r.cells.start);
         let mut stats = ObjectStats {
             key: object.key.clone(),
+            first_cell,
             source: SourceFile {
                 path: object.name.clone(),
                 sha256: String::new(),
@@ -286,17 +320,30 @@ pub fn statistics(
                 dropped_without_label: 0,
             },
             sets: [0; 4],
-            present: vec![Moments::default(); numeric],
+            present: Vec::new(),
         };
-        let opened = read_one(
-            columns,
-            object,
-            true,
-            |rows| chunk_statistics(columns, assigner, hash, rows, &maps),
-            |chunk: ChunkStats| merge_chunk(columns, &mut host, &mut stats, chunk, &maps, budget),
-        )?;
+        // The range holding the object's start hashes the whole object beside its parsing
+        // (a whole object is hashed as it is read).
+        let hashed = object.range.is_some() && first_cell == 0;
+        let (opened, digest) = std::thread::scope(|scope| {
+            let digest = hashed.then(|| scope.spawn(|| files::digest(&object.file)));
+            let opened = read_one(
+                columns,
+                object,
+                true,
+                |rows| chunk_statistics(columns, assigner, hash, rows, &maps),
+                |chunk: ChunkStats| merge_chunk(columns, &mut host, &mut stats, chunk, &maps, budget),
+            );
+            let panicked = || Err(DataError::io(&object.file, std::io::Error::other("hashing it failed")));
+            let digest = digest.map(|d| d.join().unwrap_or_else(|_| panicked()));
+            (opened, digest)
+        });
+        let opened = opened?;
         let s = &mut stats.source;
-        let digested = opened.digest.unwrap_or_default();
+        let digested = match digest {
+            Some(d) => d?,
+            None => opened.digest.unwrap_or_default(),
+        };
         (s.sha256, s.bytes, s.gzip, s.dialect, s.header, s.rows) =
             (digested.sha256, digested.bytes, opened.gzip, opened.dialect, opened.header, opened.rows);
         host.objects.push(stats);
@@ -360,8 +407,10 @@ fn merge_chunk(
     for (s, n) in stats.sets.iter_mut().zip(chunk.sets) {
         *s += n;
     }
-    for (m, c) in stats.present.iter_mut().zip(&chunk.present) {
-        m.merge(c);
+    // From the object's first cell, one fold; after it, a fold per cell (see ObjectStats).
+    match stats.present.first_mut() {
+        Some(fold) if stats.first_cell == 0 => fold.iter_mut().zip(&chunk.present).for_each(|(m, c)| m.merge(c)),
+        _ => stats.present.push(chunk.present),
     }
     for (counts, chunk_counts) in host.values.iter_mut().zip(&chunk.values) {
         for (&k, &n) in chunk_counts {

@@ -15,6 +15,7 @@ mod monitor;
 mod multi_instance;
 mod pipeline;
 mod preprocess;
+mod preprocess_ranges;
 mod python_interop;
 mod report;
 mod s3;

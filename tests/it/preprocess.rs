@@ -402,7 +402,7 @@ fn objects() -> Vec<(String, Vec<u8>)> {
 }
 
 /// One host's /opt/ml: its objects under `processing/input`, and the job's configuration.
-fn host_tree(host: usize, world: usize, objects: &[&(String, Vec<u8>)]) -> MlTree {
+pub(crate) fn host_tree(host: usize, world: usize, objects: &[&(String, Vec<u8>)]) -> MlTree {
     let ml = MlTree::new();
     std::fs::create_dir_all(ml.path("processing/input")).unwrap();
     for (key, bytes) in objects {
@@ -425,7 +425,17 @@ fn run_hosts(
     started: &[usize],
     env: &[(&str, &str)],
 ) -> (Vec<MlTree>, Vec<std::process::Output>) {
-    let all = objects();
+    run_hosts_with(&objects(), world, assignment, started, env)
+}
+
+/// [`run_hosts`] over the objects `all`.
+pub(crate) fn run_hosts_with(
+    all: &[(String, Vec<u8>)],
+    world: usize,
+    assignment: &[Vec<usize>],
+    started: &[usize],
+    env: &[(&str, &str)],
+) -> (Vec<MlTree>, Vec<std::process::Output>) {
     let map: Vec<String> = (1..=world).map(|i| format!("algo-{i}=127.0.0.1:{}", crate::serve::free_port())).collect();
     let trees: Vec<MlTree> = (1..=world)
         .map(|i| host_tree(i, world, &assignment[i - 1].iter().map(|&k| &all[k]).collect::<Vec<_>>()))
@@ -463,11 +473,11 @@ fn set_lines(trees: &[MlTree], set: &str) -> Vec<String> {
 }
 
 /// Files a host wrote (not its input or configuration).
-fn written(ml: &MlTree) -> Vec<String> {
+pub(crate) fn written(ml: &MlTree) -> Vec<String> {
     ml.files().into_iter().filter(|f| !f.starts_with("processing/input/") && !f.starts_with("config/")).collect()
 }
 
-const SETS: [&str; 4] = ["train", "validation", "test_set_1", "test_set_2"];
+pub(crate) const SETS: [&str; 4] = ["train", "validation", "test_set_1", "test_set_2"];
 
 /// Acceptance: one instance, and three with two assignments of the objects (one leaving a
 /// host without any), give the same rows in each set and the same `preprocessing.json`
