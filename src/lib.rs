@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod preprocess;
 pub mod serving;
+pub mod signing;
 pub mod storage;
 pub mod training;
 

@@ -4,6 +4,7 @@
 
 mod endpoints;
 mod executions;
+mod model;
 mod registry;
 mod run;
 
@@ -93,6 +94,11 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Model signatures (OpenSSF model signing v1.0, as Python's `model_signing`): sign, verify
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
+    },
     /// The local model registry: model package groups, versions, approval
     Registry {
         #[command(subcommand)]
@@ -140,6 +146,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         Command::Executions { command, store } => executions::run(command, &store.open()?),
         Command::Registry { command, store } => registry::run(command, &store.open()?),
         Command::Endpoints { command, store } => endpoints::run(command, &store),
+        Command::Model { command } => model::run(command),
     }
 }
 

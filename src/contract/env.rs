@@ -16,6 +16,13 @@ pub const SAGESTEP_REQUEST_TIMEOUT_SECS: &str = "SAGESTEP_REQUEST_TIMEOUT_SECS";
 /// (the local runner sets it for the hosts of a job it runs as processes).
 pub const SAGESTEP_CLUSTER_HOSTS: &str = "SAGESTEP_CLUSTER_HOSTS";
 
+/// Serving and batch transform: `required`, `if-present` or `off`, whether a model must carry
+/// a valid `model.sig` before it serves (default: `required` with a key, else `if-present`).
+pub const SAGESTEP_MODEL_SIGNATURE: &str = "SAGESTEP_MODEL_SIGNATURE";
+/// Serving and batch transform: the ECDSA P-256 public key (PEM text, or a PEM file's path)
+/// model signatures must verify with.
+pub const SAGESTEP_MODEL_PUBLIC_KEY: &str = "SAGESTEP_MODEL_PUBLIC_KEY";
+
 /// Set by SageMaker on training containers.
 pub const TRAINING_JOB_NAME: &str = "TRAINING_JOB_NAME";
 

@@ -23,6 +23,7 @@ mod python_interop;
 mod report;
 mod s3;
 mod serve;
+mod signing;
 mod train;
 mod transform;
 mod util;
